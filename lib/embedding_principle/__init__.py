@@ -14,6 +14,7 @@ Luo, Xu, J. Mach. Learn. 2022):
 * :mod:`~embedding_principle.cache`      -- cached experiments in ``data/`` (see also ``registry``)
 * :mod:`~embedding_principle.data`       -- the data sets, all offline
 * :mod:`~embedding_principle.plotting`   -- the book's single plotting style
+* :mod:`~embedding_principle.diagrams`   -- network diagrams drawn from actual parameters
 """
 
 from .backprop import backprop, risk_and_grad
