@@ -6,6 +6,9 @@ Each experiment is a function of a JSON configuration returning arrays. Run one 
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+
 import numpy as np
 
 from . import backprop, data, losses, network, training
@@ -42,3 +45,13 @@ def fig1_narrow_critical_points(config: dict) -> dict:
                              "curve_steps": res.steps, "curve_loss": res.loss, "curve_grad_norm": res.grad_norm,
                              "wall_time_s": np.float64(res.wall_time_s)}
     return out
+
+
+def _import_figure_experiments() -> None:
+    """Import every module of :mod:`embedding_principle.experiments` (one per figure) to register it."""
+    from . import experiments
+    for info in pkgutil.iter_modules(experiments.__path__):
+        importlib.import_module(f"{experiments.__name__}.{info.name}")
+
+
+_import_figure_experiments()
