@@ -44,6 +44,7 @@ book: setup
 
 data: setup
 	$(BIN)/python -m embedding_principle regenerate
+	$(BIN)/python -m embedding_principle report
 
 verify-data: setup
 	$(BIN)/python -m embedding_principle verify

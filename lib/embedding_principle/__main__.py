@@ -8,6 +8,8 @@
     regenerate [NAME ...] [--all-configs]
                                  recompute experiments from scratch at their default configuration
                                  (with --all-configs: also every configuration in the manifest)
+    report                       write data/reproduction.json from the cached results and print its summary
+    check                        rerun every figure's CI-scale consistency check against the cache (exit 1 on failure)
 
 ``--data-dir DIR`` (or the environment variable EP_DATA_DIR) selects the data directory.
 Exit codes: 0 success, 1 a corrupt cache, failed verification or failed experiment, 2 bad usage.
@@ -19,6 +21,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -44,6 +47,8 @@ def _parser() -> argparse.ArgumentParser:
     rg.add_argument("names", nargs="*", help="experiments to recompute (default: all registered)")
     rg.add_argument("--all-configs", action="store_true",
                     help="also recompute every configuration recorded in the manifest")
+    sub.add_parser("report", help="write data/reproduction.json from the cached results")
+    sub.add_parser("check", help="rerun the CI-scale consistency checks against the cache")
     return p
 
 
@@ -121,16 +126,37 @@ def _cmd_regenerate(args) -> int:
     if args.all_configs:
         jobs += [(e["name"], e["config"]) for e in cache.status(data_dir=args.data_dir)
                  if e["name"] in names and e["config"] != cache.lookup(e["name"]).resolve(None)]
+    total = time.perf_counter()
     for name, config in jobs:
         start = time.perf_counter()
         cache.run(name, config, force=True, data_dir=args.data_dir)
         label = "default config" if config is None else cache.canonical_json(config)
-        print(f"{name} ({label}): {time.perf_counter() - start:.2f} s")
+        print(f"{name} ({label}): {time.perf_counter() - start:.2f} s", flush=True)
+    print(f"regenerated {len(jobs)} experiment(s) in {time.perf_counter() - total:.1f} s")
     return EXIT_OK
 
 
+def _cmd_report(args) -> int:
+    from . import report
+    claims = report.collect()
+    path = report.write_json(claims, None if args.data_dir is None else Path(args.data_dir) / report.REPORT_FILE)
+    counts = report.summary(claims)
+    print(f"{path}: {counts['total']} claims, {counts['pass']} pass, {counts['deviation']} deviation")
+    return EXIT_OK
+
+
+def _cmd_check(args) -> int:
+    from .experiments import consistency_checks
+    failed = 0
+    for name, check in consistency_checks().items():
+        for c in check():
+            failed += not c.ok
+            print(f"{'ok  ' if c.ok else 'FAIL'} {name}: {c.label}: residual {c.residual:.2e} (tolerance {c.tolerance:.1e})")
+    return EXIT_FAIL if failed else EXIT_OK
+
+
 _COMMANDS = {"list": _cmd_list, "status": _cmd_status, "run": _cmd_run, "verify": _cmd_verify,
-             "regenerate": _cmd_regenerate}
+             "regenerate": _cmd_regenerate, "report": _cmd_report, "check": _cmd_check}
 
 
 def main(argv: list[str] | None = None) -> int:
