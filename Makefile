@@ -1,6 +1,7 @@
 # One entry point for set-up, tests, the book and the data. Every target installs what it needs.
 #   make book   -- set up .venv and build the book into _build/html (the main job)
-#   make test   -- set up .venv, then unit tests, nbval on every notebook, and a gated book build
+#   make test   -- set up .venv, then unit tests, nbval on every notebook, a gated book build and a
+#                  headless-Chromium test of the built site (installs Debian's chromium if missing; needs root)
 #   make data   -- regenerate every cached experiment in data/ from scratch
 #   make bench  -- print the library's performance numbers
 PYTHON ?= python3
@@ -11,7 +12,7 @@ BOOK_FLAGS := -W -n --keep-going --all
 export EP_PROGRESS ?= 0
 export PYTHONHASHSEED := 0
 
-.PHONY: all setup test unit notebooks book book-gated data verify-data bench lock clean execute
+.PHONY: all setup test unit notebooks book book-gated site browser data verify-data bench lock clean execute
 
 all: book
 
@@ -26,7 +27,7 @@ $(STAMP): requirements-lock.txt pyproject.toml
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3" >/dev/null
 	touch $(STAMP)
 
-test: setup unit notebooks book-gated
+test: setup unit notebooks book-gated site
 
 unit: setup
 	$(BIN)/python -m pytest tests
@@ -37,6 +38,14 @@ notebooks: setup
 book-gated: setup
 	rm -rf _build/html _build/.doctrees
 	$(BIN)/jupyter-book build $(BOOK_FLAGS) .
+
+# Browser test of the built book: every page offline, math typeset, images, links, no external requests.
+site: setup browser
+	$(BIN)/python -m pytest site_tests
+
+browser:
+	@command -v chromium >/dev/null 2>&1 || { echo "installing Debian's chromium for the browser test"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 book: setup
 	$(BIN)/jupyter-book build $(BOOK_FLAGS) .
