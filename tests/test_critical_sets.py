@@ -16,6 +16,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from torch.func import grad, jacrev  # noqa: E402
 
+from embedding_principle import degeneracy  # noqa: E402
 from embedding_principle.critical_sets import (  # noqa: E402
     CompatibleFamily, chord_midpoint, compatibility_multipliers, dimension_count, draw_compatible, heuristic_dimension,
     kernel_excess, lemma_5_1_check, numerical_rank, random_compatible_alpha, sampled_dimension,
@@ -51,22 +52,10 @@ def risk(net, x, y, loss="mse"):
     return lambda t: ell(net.forward(t, x), y).mean()
 
 
-def critical_data(net, theta, loss="mse", seed=0, factor=3):
-    """(x, y) making theta an exact critical point with nonzero loss: y = f - r with J^T r = 0."""
-    gen = torch.Generator().manual_seed(seed)
-    k, P = net.widths[-1], net.num_params
-    n = factor * P
-    x = torch.randn(n, net.widths[0], generator=gen, dtype=D)
-    f = net.forward(theta, x)
-    J = jacrev(lambda t: net.forward(t, x))(theta).reshape(n * k, P)
-    rows = [J.T] + ([torch.kron(torch.eye(n, dtype=D), torch.ones(1, k, dtype=D))] if loss == "cross_entropy" else [])
-    M = torch.cat(rows)
-    Vh = torch.linalg.svd(M, full_matrices=True)[2]
-    r = (Vh[M.shape[0]:].T @ torch.randn(n * k - M.shape[0], generator=gen, dtype=D)).reshape(n, k)
-    if loss == "cross_entropy":
-        p = torch.softmax(f, -1)
-        return x, p - r * (0.5 * p.min() / r.abs().max())
-    return x, f - r * (0.5 / r.abs().max())
+def critical_data(net, theta, loss="mse", seed=0):
+    """(x, y) making theta an exact critical point with nonzero loss (the library's construction y = f - r with
+    J^T r = 0, tested in test_representation / test_degeneracy), on n = 3 P samples."""
+    return degeneracy.critical_data(net, theta, n=3 * net.num_params, loss=loss, seed=seed)
 
 
 class Equations:

@@ -14,9 +14,11 @@ import pytest
 import torch
 from torch.func import grad, jacrev
 
+from embedding_principle import degeneracy
 from embedding_principle.critical import find_critical_point
-from embedding_principle.embeddings import (NULL, compose, critical_subspace, equal_split, general_compatible,
-                                            null, split_operators, splitting, t_global, t_gn)
+from embedding_principle.embeddings import (NULL, check_index_map, compose, constant_inputs, critical_subspace,
+                                            equal_split, general_compatible, null, split_operators, splitting, t_global,
+                                            t_gn)
 from embedding_principle.landscape import Landscape, inertia
 from embedding_principle.losses import get_loss
 from embedding_principle.network import MLP
@@ -38,24 +40,10 @@ def hessian_R(net, x, y, theta, loss="mse"):
     return jacrev(jacrev(risk(net, x, y, loss)))(theta)  # reverse-over-reverse: exact in float64
 
 
-def critical_data(net, theta, loss="mse", seed=0, extra=20):
-    """(x, y) for which theta is an exact critical point of R_S with a nonzero residual."""
-    gen = torch.Generator().manual_seed(seed)
-    k, P = net.widths[-1], net.num_params
-    n = (P // (k - 1 if loss == "cross_entropy" else k)) + extra
-    x = torch.randn(n, net.widths[0], generator=gen, dtype=D)
-    f = net.forward(theta, x)
-    J = jacrev(lambda t: net.forward(t, x))(theta).reshape(n * k, P)
-    rows = [J.T]
-    if loss == "cross_entropy":  # residual rows must sum to 0 so that y stays a probability vector
-        rows.append(torch.kron(torch.eye(n, dtype=D), torch.ones(1, k, dtype=D)))
-    M = torch.cat(rows)  # r must satisfy M r = 0: the rows of Vh beyond M's row count span its null space
-    Vh = torch.linalg.svd(M, full_matrices=True)[2]
-    r = (Vh[M.shape[0]:].T @ torch.randn(n * k - M.shape[0], generator=gen, dtype=D)).reshape(n, k)
-    if loss == "cross_entropy":
-        p = torch.softmax(f, -1)
-        return x, p - r * (0.5 * p.min() / r.abs().max())
-    return x, f - r * (0.5 / r.abs().max())
+def critical_data(net, theta, loss="mse", seed=0):
+    """(x, y) for which theta is an exact critical point of R_S with a nonzero residual (the library's construction,
+    tested in test_representation / test_degeneracy; criticality is asserted here with the oracles above)."""
+    return degeneracy.critical_data(net, theta, loss=loss, seed=seed)
 
 
 def features_and_errors(net, theta, x, y, loss="mse"):
@@ -181,6 +169,34 @@ def test_t_global_and_t_gn_match_examples_5_1_and_5_2():
         (torch.cat([W3, z(1, 2)], 1), b3)])
     G = t_gn(NET3, [bias1, bias2])
     assert torch.equal(G(theta), expected) and G.index_map == ((0, 1, 2, NULL, NULL, NULL), (0, 1, NULL, NULL))
+
+
+def test_multipliers_beta_and_b_star_hand_computed():
+    """Embedding.beta (Condition 1, = the error factors of Lemma 5.1) and Embedding.b_star (Condition 2)."""
+    one = lambda m: torch.ones(m, dtype=D)  # noqa: E731
+    T = splitting(NET3, 1, 1, 0.3)
+    assert [b.tolist() for b in T.beta] == [[1.0, 1.0], [1.0, 0.7, 1.0, 0.3], [1.0, 1.0], [1.0]]
+    assert all(torch.equal(b, torch.zeros_like(b)) for b in T.b_star) and len(T.b_star) == NET3.L + 1
+    G = t_global(NET3)
+    assert torch.equal(G.beta[1], torch.cat([one(6), -one(3)])) and torch.equal(G.beta[2], torch.cat([one(4), -one(2)]))
+    bias1, bias2 = torch.tensor([0.1, 0.2, 0.3], dtype=D), torch.tensor([-1.0, 2.0], dtype=D)
+    N = t_gn(NET3, [bias1, bias2])
+    assert torch.equal(N.b_star[1], torch.cat([torch.zeros(3, dtype=D), bias1]))
+    assert torch.equal(N.b_star[2], torch.cat([torch.zeros(2, dtype=D), bias2]))
+    assert torch.equal(N.beta[1], torch.cat([one(3), torch.zeros(3, dtype=D)]))
+    assert torch.equal(N.beta[0], one(2)) and torch.equal(N.beta[3], one(1))
+
+
+def test_constant_inputs_and_check_index_map():
+    alpha = torch.tensor([[1.0, 2.0, -3.0], [0.5, 0.0, 4.0]], dtype=D)
+    I_prev = torch.tensor([0, NULL, NULL])
+    b_star = torch.tensor([9.0, 0.4, -1.2], dtype=D)  # entry 0 (an effective neuron) is ignored
+    expected = alpha[:, 1:] @ torch.tanh(b_star[1:])
+    torch.testing.assert_close(constant_inputs(alpha, I_prev, b_star, torch.tanh), expected, rtol=1e-15, atol=0.0)
+    assert torch.equal(constant_inputs(alpha, torch.tensor([0, 1, 2]), b_star, torch.tanh), torch.zeros(2, dtype=D))
+    assert check_index_map(NET3, [torch.tensor([2, 0, 1, NULL]), (1, 0)]) == ((2, 0, 1, NULL), (1, 0))
+    with pytest.raises(ValueError, match=r"not total: narrow neurons \[2\] of layer 1"):
+        check_index_map(NET3, [[0, 1, 1], [0, 1]])
 
 
 def test_sparse_structure_injective_and_batched_call():

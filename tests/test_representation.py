@@ -12,16 +12,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from torch.func import grad
+from torch.func import grad, jacrev
 
 from embedding_principle.embeddings import (compose, equal_split, general_compatible, null, splitting,
                                             t_global, t_gn)
 from embedding_principle.landscape import Landscape
 from embedding_principle.losses import Loss, get_loss
 from embedding_principle.network import MLP
-from embedding_principle.representation import (SpanRanks, copy_residuals, critical_targets, embedded_gradient,
-                                                error_factors, errors_by_autograd, feature_span_ranks,
-                                                hidden_residual_curvature, k_neuron_wider)
+from embedding_principle.representation import (SpanRanks, copy_residuals, critical_residual, critical_targets,
+                                                embedded_gradient, error_factors, errors_by_autograd,
+                                                feature_span_ranks, hidden_residual_curvature, k_neuron_wider,
+                                                span_residual)
 
 D = torch.float64
 NET3 = MLP((2, 3, 2, 2), "tanh")
@@ -83,6 +84,14 @@ def test_span_ranks_detect_a_new_feature():
     r = feature_span_ranks(net, theta, wide, wide_theta, x, 1)
     assert isinstance(r, SpanRanks)
     assert (r.narrow, r.wide, r.joint) == (3, 4, 4) and not r.equal and r.residual > 1e-3
+    # the residual is span_residual both ways: the new feature's distance to the narrow span, by a projection here
+    ones = torch.ones(20, 1, dtype=D)
+    A = torch.cat([net.features(theta, x)[1], ones], 1)
+    new = wide.features(wide_theta, x)[1][:, 2:]
+    Q = torch.linalg.qr(A).Q
+    expected = ((new - Q @ (Q.T @ new)).norm() / new.norm()).item()
+    assert r.residual == pytest.approx(expected, rel=1e-10)
+    assert span_residual(torch.cat([wide.features(wide_theta, x)[1], ones], 1), A) <= 1e-14
     # same output (zero output weight), but the representation is not preserved
     assert torch.allclose(wide.forward(wide_theta, x), net.forward(theta, x), atol=1e-15)
     assert feature_span_ranks(net, theta, wide, wide_theta, x, 2).equal
@@ -177,6 +186,9 @@ def test_error_factors_reject_condition_1_violation():
     T = general_compatible(NET3, index_map, alpha, strict=False)
     with pytest.raises(ValueError, match="Condition 1 \\(backward\\)"):
         error_factors(T)
+    x, y = data(NET3, seed=4)
+    r = copy_residuals(T, NET3.init(3, 1.0), x, y)           # measures instead of raising: features still copied,
+    assert max(r.f, r.g) <= 1e-14 and r.e > 1e-3             # the errors are no common multiple of the narrow ones
     with pytest.raises(TypeError, match="Embedding"):
         error_factors("T")
 
@@ -200,6 +212,11 @@ def test_copy_residuals_and_embedded_gradient(net, loss):
         r = copy_residuals(T, theta, x, y, loss)
         assert r.worst <= 1e-13, (T, r)
         assert set(r.per_layer) == set(range(1, net.L + 1))
+        assert r.error_pairs[0] is None and len(r.error_pairs) == net.L + 1
+        for l in range(1, net.L + 1):
+            e_wide, e_pred = r.error_pairs[l]
+            assert e_wide.shape == e_pred.shape == (12, T.target.widths[l])
+            assert (e_wide - e_pred).abs().max().item() == r.per_layer[l]["e"]
         gw = grad_R(T.target, x, y, T(theta), loss)
         torch.testing.assert_close(embedded_gradient(T, g), gw, rtol=1e-12, atol=1e-15)
     for alpha in (-0.7, 0.3, 1.9):
@@ -281,6 +298,24 @@ def test_critical_targets_make_theta_exactly_critical(loss, net):
         assert (y >= 0).all() and torch.allclose(y.sum(-1), torch.ones(n, dtype=D))
     if loss == "mse":
         assert (net.forward(theta, x) - y).abs().max().item() == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("loss", ["mse", "cross_entropy"])
+def test_critical_residual_is_orthogonal_to_the_jacobian(loss):
+    theta = NET3.init(5, 1.0)
+    x, _ = data(NET3, n=NET3.num_params + 7, seed=6)
+    q = critical_residual(NET3, theta, x, loss, seed=1)
+    J = jacrev(lambda t: NET3.forward(t, x))(theta).reshape(-1, NET3.num_params)
+    assert q.shape == (x.shape[0], 2) and q.abs().max() > 1e-3
+    assert (J.T @ q.reshape(-1)).abs().max() <= 1e-13 * q.abs().max() * J.abs().max()
+    if loss == "cross_entropy":
+        assert q.sum(-1).abs().max() <= 1e-14
+    # an int seed and a generator seeded alike give the same draw; a generator continues its own stream
+    torch.testing.assert_close(critical_residual(NET3, theta, x, loss, torch.Generator().manual_seed(1)), q,
+                               rtol=0, atol=0)
+    gen = torch.Generator().manual_seed(1)
+    torch.randn(3, generator=gen)
+    assert not torch.equal(critical_residual(NET3, theta, x, loss, gen), q)
 
 
 def test_critical_targets_bad_inputs():

@@ -52,5 +52,6 @@ def test_bad_report_file_and_bad_claims_are_refused(tmp_path):
 def test_markdown_table_escapes_and_links():
     c = Claim("A-x", "a | b", "1", 0.123456, "|d| <= 1", "deviation", "notebooks/13_fig4_diagram#clusters")
     table = report.markdown_table([c])
-    assert "a \\| b" in table and "**deviation**" in table and "13_fig4_diagram.ipynb#clusters" in table
+    assert "a \\| b" in table and "**deviation**" in table and "(13_fig4_diagram.html#clusters)" in table
     assert report.summary([c]) == {"total": 1, "pass": 0, "deviation": 1}
+    assert "(../notebooks/13_fig4_diagram.html#clusters)" in report.markdown_table([c], page_dir="book")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -159,9 +160,17 @@ _COMMANDS = {"list": _cmd_list, "status": _cmd_status, "run": _cmd_run, "verify"
              "regenerate": _cmd_regenerate, "report": _cmd_report, "check": _cmd_check}
 
 
+def _threads() -> None:
+    """One torch thread unless $EP_THREADS says otherwise: the experiments are small, single-threaded
+    runs are as fast on 2 cores and do not spin idle threads, and results are identical across machines."""
+    import torch
+    torch.set_num_threads(int(os.environ.get("EP_THREADS", "1")))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     args = _parser().parse_args(argv)
+    _threads()
     try:
         return _COMMANDS[args.command](args)
     except _UsageError as err:

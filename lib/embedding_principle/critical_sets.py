@@ -14,8 +14,8 @@ This module makes A_I concrete and measurable:
   (every compatible alpha is reached), with :meth:`~CompatibleFamily.sample` drawing random members;
   :func:`random_compatible_alpha` is the one-line sampler.
 * :func:`compatibility_multipliers` -- the auxiliary scalars beta^[l]_j of Condition 1 and the effective
-  biases b*^[l]_i of Condition 2 of an existing embedding (read off its alpha by the library's checker in
-  :mod:`~embedding_principle.embeddings`).
+  biases b*^[l]_i of Condition 2 of an existing embedding (``Embedding.beta`` and ``Embedding.b_star``, read
+  off its alpha by the library's checker in :mod:`~embedding_principle.embeddings`).
 * :func:`heuristic_dimension` -- paper B section 6.1's estimate K + sum_l K_l K_{l-1}; :func:`dimension_count`
   -- the same count with the Condition-2 equations of effective neurons subtracted (our derivation, not the
   paper's).
@@ -63,11 +63,11 @@ import torch
 from torch import Tensor
 
 from .diagrams import draw_network, neuron_positions
-from .embeddings import (NULL, Embedding, _alpha_layers, _backward, _check_index_map, _condition2, _full_maps,
-                         general_compatible)
+from .embeddings import NULL, Embedding, check_index_map, general_compatible
 from .landscape import Landscape
-from .network import MLP, as_tensor
+from .network import MLP, as_tensor, check_int, check_mlp, check_real
 from .plotting import PALETTE
+from .representation import copy_residuals
 
 __all__ = ["CompatibleFamily", "random_compatible_alpha", "Multipliers", "compatibility_multipliers",
            "DimensionCount", "heuristic_dimension", "dimension_count", "zero_output_freedom", "LocalDimension",
@@ -75,28 +75,6 @@ __all__ = ["CompatibleFamily", "random_compatible_alpha", "Multipliers", "compat
            "ChordMidpoint", "chord_midpoint", "Lemma51", "lemma_5_1_check", "draw_compatible"]
 
 D = torch.float64
-
-
-def _check_net(net) -> MLP:
-    if not isinstance(net, MLP):
-        raise TypeError(f"net must be an MLP, got {type(net).__name__}")
-    return net
-
-
-def _check_int(value, name: str, minimum: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
-def _check_positive(value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be positive and finite, got {value}")
-    return float(value)
 
 
 # ----------------------------------------------------------------------------- the compatible set A_I
@@ -115,15 +93,15 @@ class CompatibleFamily:
     p = 0 gives equal shares beta = 1/c, alpha = 1 beta^T blocks and null neurons with zero weights and bias 0.
     The map is smooth except where every null neuron of a layer has sigma(b*) = 0 (there Condition 2 is void).
     Without an output bias, null neurons of layer L-1 with sigma(b*) != 0 are still produced; the library flags
-    them (paper B Prop. 4.2 needs b^[L]), so use nets with an output bias for Thm. 5.1.
+    them (paper B Prop. 4.1 needs b^[L]), so use nets with an output bias for Thm. 5.1.
     """
 
     def __init__(self, net: MLP, index_map: Sequence[Sequence[int]], condition2: str = "paper") -> None:
         if condition2 not in ("paper", "sum"):
             raise ValueError(f"condition2 must be 'paper' or 'sum', got {condition2!r}")
         self.condition2 = condition2
-        self.net = _check_net(net)
-        self.index_map = _check_index_map(net, index_map)
+        self.net = check_mlp(net)
+        self.index_map = check_index_map(net, index_map)
         self.target = net.with_widths([net.widths[0], *map(len, self.index_map), net.widths[-1]])
         I = [list(range(net.widths[0])), *map(list, self.index_map), list(range(net.widths[-1]))]
         self._I = I
@@ -224,7 +202,7 @@ class CompatibleFamily:
     def alpha(self, p) -> list[tuple[Tensor, Tensor | None]]:
         """The compatible tuple alpha(p) as [(alpha^[l], alpha_b^[l])] (alpha_b^[L] None without output bias)."""
         layers = self._build(p)[0]
-        return [(A, ab if l < self.net.L or self.net.output_bias else None) for l, (A, ab) in enumerate(layers, 1)]
+        return [(A, ab if self.net.has_bias(l) else None) for l, (A, ab) in enumerate(layers, 1)]
 
     def b_star(self, p) -> list[Tensor]:
         """The effective biases b*^[l] of Condition 2 for l = 0..L (nonzero only on null neurons)."""
@@ -236,7 +214,7 @@ class CompatibleFamily:
 
     def sample(self, seed: int, scale: float = 1.0) -> Tensor:
         """p ~ N(0, scale^2 I): a random point of the parameterization (scale 0 is allowed: equal shares)."""
-        seed = _check_int(seed, "seed")
+        seed = check_int(seed, "seed")
         if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not (math.isfinite(scale) and scale >= 0):
             raise ValueError(f"scale must be a finite non-negative number, got {scale!r}")
         gen = torch.Generator().manual_seed(seed)
@@ -248,15 +226,13 @@ class CompatibleFamily:
         Uses linearity in alpha (Def. 5.2): weights alpha o W_inter, biases alpha_b + b_inter, with
         (W_inter, b_inter) = T^1_I(theta) computed once by the library's embedding with alpha = 1 weights.
         """
-        theta = self.net.check_theta(theta)
-        if theta.ndim != 1:
-            raise ValueError("points takes one narrow parameter vector theta, not a batch")
+        theta = self.net.check_one_theta(theta, "points (of one narrow theta)")
         ps = as_tensor(ps, "ps").to(D)
         single = ps.ndim == 1
         ps = ps.reshape(-1, ps.shape[-1])
         if self._ones is None:
             ones = [(torch.ones(len(self._I[l]), len(self._I[l - 1]), dtype=D),
-                     torch.zeros(len(self._I[l]), dtype=D) if l < self.net.L or self.net.output_bias else None)
+                     torch.zeros(len(self._I[l]), dtype=D) if self.net.has_bias(l) else None)
                     for l in range(1, self.net.L + 1)]
             mask = torch.zeros(self.target.num_params, dtype=torch.bool)
             for _, b in self.target.layer_slices:
@@ -295,23 +271,12 @@ def compatibility_multipliers(T: Embedding) -> Multipliers:
     beta^[L] = 1 and beta^[l-1]_j = sum_{i in I_l^{-1}(k)} beta^[l]_i alpha^[l]_{ij} (the common value over k
     when Condition 1 holds; 0 on null neurons); b*^[l]_i = sum_{null j} alpha^[l]_{ij} sigma(b*^[l-1]_j) +
     alpha_b^[l]_i on null neurons i, 0 on effective ones. Both are computed by the same helpers that check
-    the conditions in :mod:`~embedding_principle.embeddings`; they are meaningful when T has no violations.
+    the conditions in :mod:`~embedding_principle.embeddings` (:attr:`Embedding.beta`, :attr:`Embedding.b_star`);
+    they are meaningful when T has no violations.
     """
     if not isinstance(T, Embedding):
         raise TypeError(f"T must be an Embedding, got {type(T).__name__}")
-    net, L, widths = T.source, T.source.L, T.source.widths
-    I = _full_maps(net, T.index_map)
-    layers = _alpha_layers(T.target, T.alpha)
-    b_star: list = [None]
-    prev = torch.zeros(widths[0], dtype=D)
-    for l in range(1, L + 1):
-        prev, _ = _condition2(l, I, layers[l - 1][0], layers[l - 1][1], prev, net.activation, math.inf)
-        b_star.append(prev)
-    beta: list = [None] * (L + 1)
-    beta[L] = torch.ones(widths[L], dtype=D)
-    for l in range(L, 1, -1):
-        beta[l - 1], _ = _backward(l, I, layers[l - 1][0], beta[l], widths, math.inf)
-    return Multipliers(beta, b_star)
+    return Multipliers([None, *T.beta[1:]], [None, *T.b_star[1:]])
 
 
 # ----------------------------------------------------------------------------- dimension counts
@@ -344,8 +309,7 @@ def dimension_count(net: MLP, index_map: Sequence[Sequence[int]]) -> DimensionCo
     neurons of layer l) whenever layer l-1 has a null neuron with sigma(b*) != 0 -- our count, derived in the
     chapter "General compatible embeddings", subtracts them (``condition2``).
     """
-    _check_net(net)
-    I = _check_index_map(net, index_map)
+    I = check_index_map(check_mlp(net), index_map)
     L, m = net.L, net.widths
     wide = [m[0], *map(len, I), m[-1]]
     nulls = [0, *(sum(v == NULL for v in I_l) for I_l in I), 0]
@@ -379,7 +343,7 @@ def zero_output_freedom(T: Embedding, theta, rtol: float = 1e-12) -> int:
     """
     if not isinstance(T, Embedding):
         raise TypeError(f"T must be an Embedding, got {type(T).__name__}")
-    rtol = _check_positive(rtol, "rtol")
+    rtol = check_real(rtol, "rtol", positive=True)
     wide = T.target.unflatten(T(T.source.check_theta(theta)))
     m, L = T.source.widths, T.source.L
     tol = rtol * max(W.abs().max().item() for W, _ in wide)
@@ -415,7 +379,7 @@ def numerical_rank(differences, rtol: float = 1e-6) -> LocalDimension:
     d = as_tensor(differences, "differences").to(D)
     if d.ndim != 2 or d.shape[0] < 1:
         raise ValueError(f"differences must be a non-empty matrix (N, M'), got shape {tuple(d.shape)}")
-    rtol = _check_positive(rtol, "rtol")
+    rtol = check_real(rtol, "rtol", positive=True)
     _, s, Vh = torch.linalg.svd(d, full_matrices=False)
     tol = rtol * s.max().item()
     rank = int((s > tol).sum()) if s.max() > 0 else 0
@@ -436,8 +400,8 @@ def sampled_dimension(family: CompatibleFamily, theta, p0=None, n_samples: int |
     if not isinstance(family, CompatibleFamily):
         raise TypeError(f"family must be a CompatibleFamily, got {type(family).__name__}")
     p0 = family.sample(seed) if p0 is None else as_tensor(p0, "p0").to(D)
-    n = 2 * family.num_params if n_samples is None else _check_int(n_samples, "n_samples", 1)
-    eps = _check_positive(eps, "eps")
+    n = 2 * family.num_params if n_samples is None else check_int(n_samples, "n_samples", 1)
+    eps = check_real(eps, "eps", positive=True)
     xi = torch.randn(n, family.num_params, generator=torch.Generator().manual_seed(int(seed) + 1), dtype=D)
     plus, minus = family.points(p0 + eps * xi, theta), family.points(p0 - eps * xi, theta)
     return numerical_rank((plus - minus) / (2 * eps), rtol)
@@ -466,7 +430,7 @@ def kernel_excess(hessian, tangent, rtol: float = 1e-8) -> KernelExcess:
     U = as_tensor(tangent, "tangent").to(D)
     if U.ndim != 2 or U.shape[1] != H.shape[0]:
         raise ValueError(f"tangent must have shape (d, {H.shape[0]}), got {tuple(U.shape)}")
-    rtol = _check_positive(rtol, "rtol")
+    rtol = check_real(rtol, "rtol", positive=True)
     lam, vec = torch.linalg.eigh(0.5 * (H + H.T))
     scale = lam.abs().max().item()
     kernel = vec[:, lam.abs() <= rtol * scale].T
@@ -492,12 +456,8 @@ def zero_output_critical_point(landscape: Landscape, theta, layer: int, neuron: 
         raise TypeError(f"landscape must be a Landscape, got {type(landscape).__name__}")
     net = landscape.net
     theta = landscape.check_theta(theta).clone()
-    layer = _check_int(layer, "layer")
-    if not 1 <= layer <= net.L - 1:
-        raise ValueError(f"layer must be a hidden layer in 1..{net.L - 1}, got {layer}")
-    neuron = _check_int(neuron, "neuron")
-    if not 0 <= neuron < net.widths[layer]:
-        raise ValueError(f"neuron must be in 0..{net.widths[layer] - 1}, got {neuron}")
+    layer = net.check_layer(layer)
+    neuron = net.check_neuron(layer, neuron)
     (w, b), (w_next, _) = net.layer_slices[layer - 1], net.layer_slices[layer]
     m_in, m_next = net.widths[layer - 1], net.widths[layer + 1]
     incoming = torch.tensor([w.start + neuron * m_in + k for k in range(m_in)] + [b.start + neuron])
@@ -575,11 +535,11 @@ def chord_midpoint(T_a: Embedding, T_b: Embedding, theta, landscape: Landscape) 
 class Lemma51:
     """Residuals of the hypotheses of paper B Lemma 5.1 at T(theta) on inputs x (the proof of Thm. 5.1).
 
-    ``features``: max |(f^[l]_wide)_j - (f^[l]_narr)_(I_l(j))| over effective wide neurons; ``null_features``:
-    max over null neurons of the spread max - min of (f^[l]_wide)_j over the inputs (0: constant);
-    ``errors``: max |(e^[l]_wide)_j - beta^[l]_j (e^[l]_narr)_(I_l(j))|; ``null_errors``: max |(e^[l]_wide)_j| over
-    null neurons; ``pairs``: per hidden layer l (list index l-1), the flattened (e_wide, beta e_narr) over
-    samples and effective neurons, for plotting (Fig. 5.4).
+    Over the hidden layers l = 1..L-1: ``features``: max |(f^[l]_wide)_j - (f^[l]_narr)_(I_l(j))| over effective
+    wide neurons; ``null_features``: max over null neurons of the spread max - min of (f^[l]_wide)_j over the inputs
+    (0: constant); ``errors``: max |(e^[l]_wide)_j - beta^[l]_j (e^[l]_narr)_(I_l(j))|; ``null_errors``:
+    max |(e^[l]_wide)_j| over null neurons; ``pairs``: per hidden layer l (list index l-1), the flattened
+    (e_wide, beta e_narr) over samples and effective neurons, for plotting (Fig. 5.4).
     """
 
     features: float
@@ -592,31 +552,16 @@ class Lemma51:
 def lemma_5_1_check(T: Embedding, theta, x, y, loss: str = "mse") -> Lemma51:
     """Compare features f^[l] and errors e^[l] = z^[l] o g^[l] of the wide and narrow nets (paper B Lemma 5.1).
 
-    The errors come from the library's literal back-propagation (:func:`~embedding_principle.backprop`), the
-    beta's from :func:`compatibility_multipliers`.
+    The residuals are those of :func:`~embedding_principle.representation.copy_residuals` (the same copy pattern,
+    which there also covers g, z and the output layer) on the hidden layers: both nets run through the library's
+    literal back-propagation (:func:`~embedding_principle.backprop.backprop`), beta is ``T.beta``.
     """
-    from .backprop import backprop  # local: backprop is only needed here
-
     if not isinstance(T, Embedding):
         raise TypeError(f"T must be an Embedding, got {type(T).__name__}")
-    theta = T.source.check_theta(theta)
-    narrow, wide = backprop(T.source, theta, x, y, loss), backprop(T.target, T(theta), x, y, loss)
-    beta = compatibility_multipliers(T).beta
-    feat = nfeat = err = nerr = 0.0
-    pairs = []
-    for l in range(1, T.source.L):
-        I_l = torch.tensor(T.index_map[l - 1])
-        eff, nul = (I_l >= 0).nonzero().squeeze(1), (I_l < 0).nonzero().squeeze(1)
-        src = I_l[eff]
-        feat = max(feat, (wide.f[l][:, eff] - narrow.f[l][:, src]).abs().max().item())
-        predicted = beta[l][eff] * narrow.e[l][:, src]
-        err = max(err, (wide.e[l][:, eff] - predicted).abs().max().item())
-        if nul.numel():
-            fn = wide.f[l][:, nul]
-            nfeat = max(nfeat, (fn.max(0).values - fn.min(0).values).max().item())
-            nerr = max(nerr, wide.e[l][:, nul].abs().max().item())
-        pairs.append((wide.e[l][:, eff].flatten(), predicted.flatten()))
-    return Lemma51(feat, nfeat, err, nerr, pairs)
+    r = copy_residuals(T, theta, x, y, loss)
+    hidden = [r.per_layer[l] for l in range(1, T.source.L)]
+    return Lemma51(*(max(h[key] for h in hidden) for key in ("f", "null_f", "e", "null_e")),
+                   pairs=[(e_wide.flatten(), e_pred.flatten()) for e_wide, e_pred in r.error_pairs[1:T.source.L]])
 
 
 # ----------------------------------------------------------------------------- diagrams (paper B Figs. 5.1-5.5)
@@ -633,7 +578,7 @@ def _condition_lines(T: Embedding, theta, into, out_of) -> list[str]:
     """The equations of Conditions 1-2 at the selected neuron, with the actual numbers."""
     alpha = [(W, torch.zeros(W.shape[0], dtype=D) if b is None else b) for W, b in T.alpha]
     I = [list(range(T.source.widths[0])), *map(list, T.index_map), list(range(T.source.widths[-1]))]
-    mult = compatibility_multipliers(T)
+    beta, b_star = T.beta, T.b_star
     lines = []
     if into is not None:
         l, i = into
@@ -651,7 +596,7 @@ def _condition_lines(T: Embedding, theta, into, out_of) -> list[str]:
             lines.append(line)
         nulls = [j for j, v in enumerate(I[l - 1]) if v == NULL]
         if nulls:
-            const = sum(A[i, j].item() * T.source.activation(mult.b_star[l - 1][j]).item() for j in nulls)
+            const = sum(A[i, j].item() * T.source.activation(b_star[l - 1][j]).item() for j in nulls)
             total = const + alpha[l - 1][1][i].item()
             target = "b*" if is_null else "0"
             lines.append(f"Σ_null α σ(b*) + α_b = {_fmt(total)} (= {target})")
@@ -659,13 +604,13 @@ def _condition_lines(T: Embedding, theta, into, out_of) -> list[str]:
         l_prev, j = out_of
         l = l_prev + 1
         A = alpha[l - 1][0]
-        beta_l = mult.beta[l]
+        beta_l = beta[l]
         for k in range(T.source.widths[l]):
             rows = [i for i, v in enumerate(I[l]) if v == k]
             terms = " + ".join(f"{_fmt(beta_l[i].item())}·{_fmt(A[i, j].item())}" for i in rows)
             value = sum(beta_l[i].item() * A[i, j].item() for i in rows)
             lines.append(f"k={k}: Σβα = {terms} = {_fmt(value)}")
-        target = "0 (null)" if I[l_prev][j] == NULL else f"β_j = {_fmt(mult.beta[l_prev][j].item())}"
+        target = "0 (null)" if I[l_prev][j] == NULL else f"β_j = {_fmt(beta[l_prev][j].item())}"
         lines.append(f"common value {target}")
     return lines
 
@@ -734,15 +679,15 @@ def draw_compatible(ax: plt.Axes, T: Embedding, theta=None, *, neurons: str = "b
             ax.text(x0 + t * (x1 - x0), y0 + t * (y1 - y0), _fmt(alpha[l - 1][i, j].item()), fontsize=7,
                     ha="center", va="center", zorder=5, bbox=_BOX)
     if neurons != "none":
-        mult = compatibility_multipliers(T)
+        beta, b_star = T.beta, T.b_star
         for l in range(1, net.L):
             for j in range(net.widths[l]):
                 is_null = T.index_map[l - 1][j] == NULL
                 label = None
                 if neurons in ("beta", "both") and not is_null:
-                    label = f"β={_fmt(mult.beta[l][j].item())}"
+                    label = f"β={_fmt(beta[l][j].item())}"
                 if neurons in ("b_star", "both") and is_null:
-                    label = f"b*={_fmt(mult.b_star[l][j].item())}"
+                    label = f"b*={_fmt(b_star[l][j].item())}"
                 if label:
                     x, y = pos[l][j]
                     ax.text(x, y + 0.22, label, fontsize=7, ha="center", va="bottom", zorder=6,

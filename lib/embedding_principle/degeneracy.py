@@ -4,7 +4,8 @@ paper B Defs. 4.5-4.6, Thms. 4.2-4.3, Cor. 4.1, Thm. 6.1).
 Helpers for the chapters on null embeddings and on composition and degeneracy:
 
 * :func:`critical_data` -- data S for which a given theta is an *exact* critical point with nonzero loss
-  (the results hold for every S, so S may be chosen; paper B Assumption (ii)).
+  (the results hold for every S, so S may be chosen; paper B Assumption (ii)): random inputs and the targets of
+  :func:`~embedding_principle.representation.critical_targets`.
 * :func:`distinct_critical_points` -- polish many starts and keep one critical point per critical function.
 * :func:`embed_steps` / :func:`embedding_to` -- K-step composition embeddings (paper B Def. 4.6), from
   an explicit list of one-step null or splitting steps, or into any K-neuron wider net (the construction
@@ -39,8 +40,9 @@ from .backprop import backprop
 from .critical import CriticalPoint, find_critical_point
 from .embeddings import NULL, Embedding, compose, null, splitting
 from .landscape import Landscape, inertia
-from .network import MLP
+from .network import MLP, check_mlp
 from .plotting import PALETTE
+from .representation import critical_residual, critical_targets, span_residual
 
 __all__ = ["critical_data", "distinct_critical_points", "Step", "embed_steps", "embedding_to", "EmbeddingCheck",
            "check_embedding", "span_residual", "null_lemma_residuals", "null_caveat_gradient", "subspace_residuals",
@@ -55,49 +57,39 @@ def critical_data(net: MLP, theta, n: int | None = None, loss: str = "mse", seed
                   residual: float = 0.5) -> tuple[Tensor, Tensor]:
     """Data (x, y) for which ``theta`` is an exact critical point of R_S with nonzero loss.
 
-    x has n i.i.d. N(0, 1) rows. The per-sample output gradient of the loss is r_i = nabla l(f_theta(x_i), y_i)
-    (MSE: 2 (f - y) / d'; cross-entropy: softmax(f) - y), and nabla_theta R_S = (1/n) J^T r with J the output
-    Jacobian (n d' x P). Choosing r in the null space of J^T (for cross-entropy also with rows summing to
-    zero, so that y stays a probability vector) makes theta critical to round-off for every such r. The
-    residual is scaled to max |r| = ``residual`` (cross-entropy: half the smallest probability).
+    x has n i.i.d. N(0, 1) rows; the targets come from
+    :func:`~embedding_principle.representation.critical_targets` (which explains the construction: the
+    per-sample loss gradients are a random residual orthogonal to the output Jacobian), continuing the random
+    stream that drew x. MSE: y = f - r with max |r| = ``residual`` (any size here); cross-entropy: probability
+    targets y = softmax(f) - r with r at most half the smallest probability (``residual`` is ignored).
 
     Args:
         net, theta: the network and the parameters (P,) that must become critical.
-        n: number of samples; default P // d' + 20, so the null space is at least 20-dimensional.
+        n: number of samples; default P // d' + 20 (P // (d' - 1) + 20 for cross-entropy), so the residual has at
+            least 20 free dimensions.
         loss: ``"mse"`` or ``"cross_entropy"`` (cross-entropy needs d' >= 2).
         seed: seed of x and of the random residual.
         residual: size of the MSE residual max |f - y|.
     """
-    if not isinstance(net, MLP):
-        raise TypeError(f"net must be an MLP, got {type(net).__name__}")
-    theta = net.check_theta(theta)
-    if theta.ndim != 1:
-        raise ValueError("critical_data takes one parameter vector, not a batch")
+    theta = check_mlp(net).check_one_theta(theta, "critical_data")
     if loss not in ("mse", "cross_entropy"):
         raise ValueError(f"loss must be 'mse' or 'cross_entropy', got {loss!r}")
     k, P = net.widths[-1], net.num_params
     if loss == "cross_entropy" and k < 2:
         raise ValueError("cross-entropy needs at least 2 outputs")
-    n = P // (k - 1 if loss == "cross_entropy" else k) + 20 if n is None else n
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
+    n = _positive_int(P // (k - 1 if loss == "cross_entropy" else k) + 20 if n is None else n, "n")
     gen = torch.Generator().manual_seed(int(seed))
     x = torch.randn(n, net.widths[0], generator=gen, dtype=D)
-    f = net.forward(theta.to(D), x)
-    J = jacrev(lambda t: net.forward(t, x))(theta.to(D)).reshape(n * k, P)
-    rows = [J.T]
     if loss == "cross_entropy":
-        rows.append(torch.kron(torch.eye(n, dtype=D), torch.ones(1, k, dtype=D)))
-    M = torch.cat(rows)
-    _, s, Vh = torch.linalg.svd(M, full_matrices=True)
-    rank = int((s > max(M.shape) * torch.finfo(D).eps * s.max()).sum())  # numpy's matrix_rank tolerance
-    if rank >= n * k:
-        raise ValueError(f"n = {n} samples leave no residual orthogonal to the Jacobian (rank {rank}); use more")
-    r = (Vh[rank:].T @ torch.randn(n * k - rank, generator=gen, dtype=D)).reshape(n, k)
-    if loss == "cross_entropy":
-        p = torch.softmax(f, -1)
-        return x, p - r * (0.5 * p.min() / r.abs().max())
-    return x, f - r * (residual / r.abs().max())
+        return x, critical_targets(net, theta, x, loss, scale=0.5, seed=gen)
+    r = critical_residual(net, theta, x, loss, seed=gen)   # MSE: critical_targets with a scale of any size
+    return x, net.forward(theta.to(D), x).detach() - r * (residual / r.abs().max())
+
+
+def _positive_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
 
 
 def distinct_critical_points(landscape: Landscape, starts, tol: float = 1e-12, max_iter: int = 200,
@@ -150,9 +142,7 @@ def embed_steps(net: MLP, steps: Sequence[Sequence]) -> list[Embedding]:
     (s = NULL, alpha = the new bias); s_k indexes the net produced by the previous steps. The composition
     T_K ... T_1 itself is ``compose(*reversed(embed_steps(...)))`` (see :func:`embedding_to`).
     """
-    if not isinstance(net, MLP):
-        raise TypeError(f"net must be an MLP, got {type(net).__name__}")
-    out, current = [], net
+    out, current = [], check_mlp(net)
     for step in steps:
         out.append(_one_step(current, step))
         current = out[-1].target
@@ -170,8 +160,7 @@ def embedding_to(net: MLP, widths: Sequence[int], kind: str = "split", alpha: fl
     ``kind="mixed"`` alternates the two, starting with a split. (Without an output bias, null neurons in
     layer L-1 keep criticality only if sigma(bias) = 0: see ``Embedding.violations``.)
     """
-    if not isinstance(net, MLP):
-        raise TypeError(f"net must be an MLP, got {type(net).__name__}")
+    check_mlp(net)
     widths = tuple(widths)
     if kind not in ("split", "null", "mixed"):
         raise ValueError(f"kind must be 'split', 'null' or 'mixed', got {kind!r}")
@@ -188,17 +177,6 @@ def embedding_to(net: MLP, widths: Sequence[int], kind: str = "split", alpha: fl
 
 
 # ----------------------------------------------------------------------------- checks of Def. 4.2
-def span_residual(a: Tensor, b: Tensor, rtol: float = 1e-10) -> float:
-    """max over columns c of b of ||c - P_a c|| / ||c||, with P_a the projector onto the column span of a
-    (singular values below rtol * max dropped); 0 for zero columns. 0 means span(b) is inside span(a)."""
-    u, s, _ = torch.linalg.svd(a, full_matrices=False)
-    u = u[:, s > rtol * s.max()] if s.numel() and s.max() > 0 else u[:, :0]
-    res = b - u @ (u.T @ b)
-    norms = b.norm(dim=0)
-    ok = norms > 0
-    return float((res.norm(dim=0)[ok] / norms[ok]).max()) if ok.any() else 0.0
-
-
 @dataclass(frozen=True)
 class EmbeddingCheck:
     """Residuals of the three properties of a critical embedding (paper B Def. 4.2) at one theta.
@@ -221,7 +199,9 @@ def check_embedding(T: Embedding, theta, x, y, loss: str = "mse", x_test=None) -
     """Measure output, representation and criticality preservation of T at theta on data (x, y).
 
     ``x_test`` (default: x) are the inputs where outputs and features are compared; spans are compared as
-    column spans of the feature matrices [f^[l](x_test), 1].
+    column spans of the feature matrices [f^[l](x_test), 1], by
+    :func:`~embedding_principle.representation.span_residual` both ways (the ``residual`` of
+    ``representation.feature_span_ranks``, which also reports the ranks, on unit-length columns).
     """
     if not isinstance(T, Embedding):
         raise TypeError(f"T must be an Embedding, got {type(T).__name__}")
@@ -304,8 +284,7 @@ def subspace_residuals(wide: Landscape, theta_B, V, narrow: MLP, theta, points: 
     theta_B, V = wide.check_theta(theta_B), torch.as_tensor(V, dtype=D)
     if V.ndim != 2 or V.shape[0] != theta_B.shape[0]:
         raise ValueError(f"V must have shape ({theta_B.shape[0]}, K), got {tuple(V.shape)}")
-    if isinstance(points, bool) or not isinstance(points, int) or points < 1:
-        raise ValueError(f"points must be a positive integer, got {points!r}")
+    points = _positive_int(points, "points")
     gen = torch.Generator().manual_seed(int(seed))
     a = scale * torch.randn(points, V.shape[1], generator=gen, dtype=D)
     batch = theta_B + a @ V.T
@@ -403,11 +382,8 @@ def interpolating_minimum(net: MLP, n: int, seed: int = 0, std: float = 1.0) -> 
     of degeneracy is P - rank J, which is P - n d' for a Jacobian of full row rank (Cooper 2021: the global
     minima form a manifold of dimension P - n for one output).
     """
-    if not isinstance(net, MLP):
-        raise TypeError(f"net must be an MLP, got {type(net).__name__}")
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
-    theta = net.init(seed, std)
+    n = _positive_int(n, "n")
+    theta = check_mlp(net).init(seed, std)
     x = torch.randn(n, net.widths[0], generator=torch.Generator().manual_seed(int(seed) + 1), dtype=D)
     return x, net.forward(theta, x).detach(), theta
 
@@ -418,8 +394,7 @@ def draw_nested_sets(ax: plt.Axes, m: int = 4, labels: Callable[[int], str] | No
 
     Nested ellipses, the smallest for width 1 (Cor. 4.1 applied to widths k < k+1).
     """
-    if isinstance(m, bool) or not isinstance(m, int) or m < 1:
-        raise ValueError(f"m must be a positive integer, got {m!r}")
+    m = _positive_int(m, "m")
     labels = labels or (lambda k: f"$F^c_{{{k}}}$")
     left, right, top = [], [], []
     for k in range(m, 0, -1):
@@ -442,9 +417,7 @@ def draw_width_lattice(ax: plt.Axes, m1: int = 3, m2: int = 3) -> plt.Axes:
     Node (k1, k2) stands for F^c_{k1,k2}; an arrow A -> B means A is a subset of B (Cor. 4.1: one more neuron
     in layer 1 or in layer 2); the lattice gives no inclusion between, e.g., (1, 2) and (2, 1).
     """
-    for name, v in (("m1", m1), ("m2", m2)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    m1, m2 = _positive_int(m1, "m1"), _positive_int(m2, "m2")
     pos = {(i, j): (i - j, i + j) for i in range(1, m1 + 1) for j in range(1, m2 + 1)}
     for (i, j), (px, py) in pos.items():
         for nxt in ((i + 1, j), (i, j + 1)):

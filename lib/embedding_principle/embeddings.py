@@ -32,10 +32,10 @@ from typing import Sequence, Union
 import torch
 from torch import Tensor
 
-from .network import MLP, as_tensor
+from .network import MLP, as_tensor, check_int, check_mlp, check_real
 
 __all__ = ["NULL", "Embedding", "general_compatible", "splitting", "null", "compose", "equal_split",
-           "t_global", "t_gn", "split_operators", "critical_subspace"]
+           "t_global", "t_gn", "split_operators", "critical_subspace", "check_index_map", "constant_inputs"]
 
 NULL = -1
 """Index-map value of a null neuron (the papers write I_l(i) = 0)."""
@@ -51,8 +51,9 @@ class Embedding:
     l = 1..L-1 of tuples I_l, ``index_map[l-1][i]`` = narrow index or NULL), ``alpha``
     (``[(alpha_W^[l], alpha_b^[l])]`` in the target's layout, alpha_b^[L] None without output
     bias), ``A`` (dense M' x M, built on demand), ``c`` (M'), ``K`` (number of added neurons),
-    ``violations`` (failed Conditions 1-2 or the output-bias caveat) and
-    ``preserves_criticality`` (True when there are none, i.e. Thm 5.1 applies).
+    ``beta`` and ``b_star`` (the multipliers of Conditions 1 and 2), ``violations`` (failed
+    Conditions 1-2 or the output-bias caveat) and ``preserves_criticality`` (True when there
+    are none, i.e. Thm 5.1 applies).
     Build instances with :func:`general_compatible` or the helpers below, not directly.
     """
 
@@ -93,6 +94,30 @@ class Embedding:
         return [(W, None if b is None else self._const[s]) for (W, b), (_, s)
                 in zip(layers, self.target.layer_slices)]
 
+    @property
+    def beta(self) -> list[Tensor]:
+        """The multipliers beta^[l] of Condition 1 (backward), for l = 0..L (paper B Def. 5.2, Lemma 5.1).
+
+        beta^[L] = 1 and, going backwards, beta^[l-1]_j = sum_{i in I_l^{-1}(k)} beta^[l]_i alpha^[l]_{ij} (the value
+        for narrow k = 0; Condition 1 asks it to be the same for every k), 0 on null neurons; beta^[0] = 1 by
+        convention. The wide errors are (e^[l]_wide)_j = beta^[l]_j (e^[l]_narr)_{I_l(j)} (Lemma 5.1). Read off
+        alpha by the same code that checks the conditions; meaningful when T has no Condition 1 violation.
+        """
+        return self._multipliers()[0]
+
+    @property
+    def b_star(self) -> list[Tensor]:
+        """The effective biases b*^[l] of Condition 2, for l = 0..L (paper B Def. 5.2).
+
+        b*^[l]_i = sum_{null j} alpha^[l]_{ij} sigma(b*^[l-1]_j) + alpha_b^[l]_i for a null neuron i (its constant
+        pre-activation: it outputs sigma(b*^[l]_i)), and 0 for effective neurons and for l = 0 and L.
+        """
+        return self._multipliers()[1]
+
+    def _multipliers(self) -> tuple[list[Tensor], list[Tensor], list[str]]:
+        return _multipliers(self.source, _full_maps(self.source, self.index_map),
+                            _alpha_layers(self.target, self.alpha), math.inf)
+
     def __call__(self, theta) -> Tensor:
         """T(theta) = A theta + c for theta of shape (..., M); returns (..., M')."""
         theta = self.source.check_theta(theta)
@@ -105,46 +130,12 @@ class Embedding:
 
 
 # ----------------------------------------------------------------------------- argument checks
-def _check_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {value!r} of type {type(value).__name__}")
-    return int(value)
+def check_index_map(net: MLP, index_map) -> tuple[tuple[int, ...], ...]:
+    """Validate a pull-back index mapping I = (I_1, ..., I_{L-1}) of paper B Def. 5.1 for the narrow ``net``.
 
-
-def _check_net(net) -> MLP:
-    if not isinstance(net, MLP):
-        raise TypeError(f"net must be an MLP, got {type(net).__name__}")
-    return net
-
-
-def _check_layer(net: MLP, layer) -> int:
-    _check_net(net)
-    layer = _check_int(layer, "layer")
-    if not 1 <= layer <= net.L - 1:
-        raise ValueError(f"layer must be a hidden layer in 1..{net.L - 1} for {net}, got {layer}")
-    return layer
-
-
-def _check_neuron(net: MLP, layer: int, neuron) -> int:
-    neuron = _check_int(neuron, "neuron")
-    if not 0 <= neuron < net.widths[layer]:
-        raise ValueError(f"neuron must be in 0..{net.widths[layer] - 1} (layer {layer} of {net} has "
-                         f"{net.widths[layer]} neurons), got {neuron}")
-    return neuron
-
-
-def _check_real(value, name: str) -> float:
-    if isinstance(value, Tensor) and value.numel() == 1:
-        value = value.item()
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    return float(value)
-
-
-def _check_index_map(net: MLP, index_map) -> tuple[tuple[int, ...], ...]:
-    """Validate I = (I_1, ..., I_{L-1}) (Def. 5.1): integer entries in {NULL, 0..m_l-1}, total."""
+    Each I_l (a sequence, tensor or array) holds integers in {NULL, 0..m_l-1} and must be total (every narrow
+    neuron has a copy). Returns I as a tuple of tuples of ints; TypeError / ValueError name the first problem.
+    """
     if isinstance(index_map, (str, bytes)) or not isinstance(index_map, Sequence):
         raise TypeError("index_map must be a sequence with one sequence of narrow indices per hidden layer")
     if len(index_map) != net.L - 1:
@@ -153,7 +144,7 @@ def _check_index_map(net: MLP, index_map) -> tuple[tuple[int, ...], ...]:
     out = []
     for l, I_l in enumerate(index_map, start=1):
         I_l = I_l.tolist() if hasattr(I_l, "tolist") else I_l  # tensors and arrays too
-        I_l = tuple(_check_int(v, f"index_map entry of layer {l}") for v in I_l)
+        I_l = tuple(check_int(v, f"index_map entry of layer {l}") for v in I_l)
         bad = [v for v in I_l if not NULL <= v < net.widths[l]]
         if bad:
             raise ValueError(f"index_map of layer {l} has entries {bad} out of range: use 0..{net.widths[l] - 1} "
@@ -230,9 +221,14 @@ def _backward(l, I, alpha, beta, widths, tol) -> tuple[Tensor, list[str]]:
     return beta_prev, out
 
 
-def _constant_inputs(alpha: Tensor, I_prev: Tensor, b_star_prev: Tensor, sigma) -> Tensor:
+def constant_inputs(alpha: Tensor, I_prev: Tensor, b_star_prev: Tensor, sigma) -> Tensor:
     """sum_{j in I^{-1}_{l-1}(0)} alpha^[l]_{ij} sigma(b*_j): the constant input each wide neuron of layer l
-    receives from the null neurons of layer l-1 (Condition 2)."""
+    receives from the null neurons of layer l-1 (paper B Def. 5.2, Condition 2).
+
+    Args:
+        alpha: alpha^[l] (m'_l x m'_{l-1}); I_prev: the index map I_{l-1} as a LongTensor (NULL = null neuron);
+        b_star_prev: the effective biases b*^[l-1] (m'_{l-1}; only null entries are used); sigma: the activation.
+    """
     null_prev = I_prev < 0
     if not null_prev.any():
         return alpha.new_zeros(alpha.shape[0])
@@ -245,7 +241,7 @@ def _condition2(l, I, alpha, alpha_b, b_star_prev, sigma, tol) -> tuple[Tensor, 
     A null neuron i gets the constant input sum_{null j} alpha_ij sigma(b*_j) + alpha_b_i =: b*_i; an effective
     neuron needs alpha_b_i = 0 and that constant input from null neurons to cancel (= 0).
     """
-    const_in = _constant_inputs(alpha, I[l - 1], b_star_prev, sigma)
+    const_in = constant_inputs(alpha, I[l - 1], b_star_prev, sigma)
     eff = I[l] >= 0
     b_star = torch.where(eff, torch.zeros_like(alpha_b), const_in + alpha_b)
     out = []
@@ -259,7 +255,8 @@ def _condition2(l, I, alpha, alpha_b, b_star_prev, sigma, tol) -> tuple[Tensor, 
 
 
 def _output_bias_caveat(net: MLP, I, b_star) -> list[str]:
-    """Paper B Prop. 4.2 uses b^[L]: without an output bias a null neuron j of layer L-1 needs sigma(b*_j) = 0."""
+    """Paper B Prop. 4.1 (the null step) uses b^[L]: without an output bias a null neuron j of layer L-1 needs
+    sigma(b*_j) = 0."""
     if net.output_bias:
         return []
     out = []
@@ -268,29 +265,33 @@ def _output_bias_caveat(net: MLP, I, b_star) -> list[str]:
         if abs(value) > 1e-12:
             out.append(f"output-bias caveat: the net has no output bias and null neuron {j} of layer {net.L - 1} "
                        f"outputs the constant sigma(b*) = {value:.6g} != 0, so its output weights get the nonzero "
-                       f"gradient sigma(b*) E_S[nabla l] (paper B Prop. 4.2 needs b^[L])")
+                       f"gradient sigma(b*) E_S[nabla l] (paper B Prop. 4.1 needs b^[L])")
     return out
 
 
-def _check_conditions(net: MLP, I: list[Tensor], layers: list[tuple[Tensor, Tensor]], atol: float) -> list[str]:
-    """All violations of Conditions 1-2 (paper B Def. 5.2) and of the output-bias caveat, in layer order."""
+def _multipliers(net: MLP, I: list[Tensor], layers: list[tuple[Tensor, Tensor]],
+                 atol: float) -> tuple[list[Tensor], list[Tensor], list[str]]:
+    """beta^[0..L] (Condition 1), b*^[0..L] (Condition 2) and all violations of Conditions 1-2 (paper B Def. 5.2)
+    and of the output-bias caveat, in layer order (none with atol = inf, except the caveat)."""
     widths, L = net.widths, net.L
     out: list[str] = []
-    b_star = torch.zeros(widths[0], dtype=torch.float64)
+    b_star = [torch.zeros(widths[0], dtype=torch.float64)]
     for l in range(1, L + 1):
         alpha, alpha_b = layers[l - 1]
         tol = atol * max(1.0, alpha.abs().max().item())
         out += _forward(l, I, alpha, widths, tol)
-        b_star, viol = _condition2(l, I, alpha, alpha_b, b_star, net.activation, tol)
+        b, viol = _condition2(l, I, alpha, alpha_b, b_star[-1], net.activation, tol)
+        b_star.append(b)
         out += viol
-        if l == L - 1:
-            caveat_b_star = b_star
-    beta = torch.ones(widths[L], dtype=torch.float64)  # beta^[L] = 1
+    beta = [torch.ones(widths[L], dtype=torch.float64)]  # beta^[L] = 1
     for l in range(L, 1, -1):
         alpha = layers[l - 1][0]
-        beta, viol = _backward(l, I, alpha, beta, widths, atol * max(1.0, (beta[:, None] * alpha).abs().max().item()))
+        tol = atol * max(1.0, (beta[0][:, None] * alpha).abs().max().item())
+        b, viol = _backward(l, I, alpha, beta[0], widths, tol)
+        beta.insert(0, b)
         out += viol
-    return out + _output_bias_caveat(net, I, caveat_b_star)
+    beta.insert(0, torch.ones(widths[0], dtype=torch.float64))  # beta^[0] = 1 (the inputs are not copied)
+    return beta, b_star, out + _output_bias_caveat(net, I, b_star[L - 1])
 
 
 # ----------------------------------------------------------------------------- T^alpha_I
@@ -327,11 +328,11 @@ def general_compatible(net: MLP, index_map: Sequence[Sequence[int]], alpha: Alph
             with sigma(b*_j) != 0) never raises: it is listed and ``preserves_criticality`` is False.
         atol: tolerance of the condition checks, relative to max(1, max |alpha^[l]|) per layer.
     """
-    I_tuple = _check_index_map(_check_net(net), index_map)
+    I_tuple = check_index_map(check_mlp(net), index_map)
     target = _target(net, I_tuple)
     layers = _alpha_layers(target, alpha)
     I = _full_maps(net, I_tuple)
-    violations = _check_conditions(net, I, layers, atol)
+    violations = _multipliers(net, I, layers, atol)[2]
     hard = [v for v in violations if v.startswith("Condition")]
     if strict and hard:
         more = f" (and {len(hard) - 1} more)" if len(hard) > 1 else ""
@@ -356,7 +357,7 @@ def _unit_alpha(target: MLP, index_map) -> list[list[Tensor]]:
 
 def _build(net: MLP, index_map, layers, strict: bool = True) -> Embedding:
     target = _target(net, tuple(map(tuple, index_map)))
-    alpha = [(W, b if l < target.L or target.output_bias else None) for l, (W, b) in enumerate(layers, start=1)]
+    alpha = [(W, b if target.has_bias(l) else None) for l, (W, b) in enumerate(layers, start=1)]
     return general_compatible(net, index_map, alpha, strict=strict)
 
 
@@ -366,8 +367,8 @@ def splitting(net: MLP, layer: int, neuron: int, alpha: float) -> Embedding:
     The copy of neuron s is appended last in layer l with the same input row W^[l]_{s,:} and bias
     b^[l]_s; the old neuron keeps the output column (1 - alpha) W^[l+1]_{:,s}, the new one alpha W^[l+1]_{:,s}.
     """
-    layer, alpha = _check_layer(net, layer), _check_real(alpha, "alpha")
-    neuron = _check_neuron(net, layer, neuron)
+    layer, alpha = check_mlp(net).check_layer(layer), check_real(alpha, "alpha")
+    neuron = net.check_neuron(layer, neuron)
     return _split_k(net, layer, neuron, [1.0 - alpha, alpha])
 
 
@@ -387,17 +388,15 @@ def equal_split(net: MLP, layer: int, neuron: int, k: int) -> Embedding:
 
     The k - 1 new copies are appended last in layer l; k = 1 is the identity embedding.
     """
-    layer, k = _check_layer(net, layer), _check_int(k, "k")
-    neuron = _check_neuron(net, layer, neuron)
-    if k < 1:
-        raise ValueError(f"k (the number of copies) must be >= 1, got {k}")
+    layer, k = check_mlp(net).check_layer(layer), check_int(k, "k (the number of copies)", minimum=1)
+    neuron = net.check_neuron(layer, neuron)
     return _split_k(net, layer, neuron, [1.0 / k] * k)
 
 
 def null(net: MLP, layer: int, bias: float) -> Embedding:
     """One-step null embedding T^alpha_{l,0} (paper B Def. 4.3): append to layer l a neuron with zero input
     weights, zero output weights and bias ``bias``; its output sigma(bias) is constant (Lemma 4.1)."""
-    layer, bias = _check_layer(net, layer), _check_real(bias, "bias")
+    layer, bias = check_mlp(net).check_layer(layer), check_real(bias, "bias")
     index_map = _identity_map(net)
     index_map[layer - 1].append(NULL)
     layers = _unit_alpha(_target(net, tuple(map(tuple, index_map))), index_map)
@@ -449,7 +448,7 @@ def t_global(net: MLP) -> Embedding:
     W^[1] -> (W; W; W), W^[l] -> blockdiag(W, W, W) for 2 <= l <= L-1, every hidden b -> (b; b; b),
     W^[L] -> [W, W, -W] with b^[L] unchanged; I^{-1}_l(s) = {s, s + m_l, s + 2 m_l}, beta = (1, 1, -1).
     """
-    index_map = [list(range(m)) * 3 for m in _check_net(net).widths[1:-1]]
+    index_map = [list(range(m)) * 3 for m in check_mlp(net).widths[1:-1]]
     layers = _unit_alpha(_target(net, tuple(map(tuple, index_map))), index_map)
     for l in range(2, net.L):
         m_out, m_in = net.widths[l], net.widths[l - 1]
@@ -463,7 +462,7 @@ def t_gn(net: MLP, biases: Union[float, Sequence]) -> Embedding:
     """Two-fold global null embedding T_GN (paper B Example 5.2): each hidden layer l gets m_l null neurons
     (appended) with zero input and output weights and biases b^[l]_** = ``biases[l-1]`` (a vector of
     length m_l), or one number used for every null neuron."""
-    hidden = _check_net(net).widths[1:-1]
+    hidden = check_mlp(net).widths[1:-1]
     if isinstance(biases, numbers.Real) and not isinstance(biases, bool):
         biases = [[float(biases)] * m for m in hidden]
     if isinstance(biases, (str, bytes)) or not isinstance(biases, Sequence) or len(biases) != len(hidden):
@@ -497,9 +496,7 @@ def critical_subspace(net: MLP, steps: Sequence[tuple[int, int]], theta) -> tupl
     (all alpha = 0) and V (M' x K) with columns v_i = T_{l_K,s_K} ... V_{l_i,s_i} ... T_{l_1,s_1} theta.
     If theta is critical and every W^[l] != 0, each theta_B + V a is critical with the same output.
     """
-    theta = _check_net(net).check_theta(theta)
-    if theta.ndim != 1:
-        raise ValueError("critical_subspace takes one parameter vector, not a batch")
+    theta = check_mlp(net).check_one_theta(theta, "critical_subspace")
     nets, T0s, T1s = [net], [], []
     for k, step in enumerate(steps):
         if not isinstance(step, Sequence) or len(step) != 2:

@@ -33,7 +33,6 @@ Hessian-vector products), which is kept as an independent cross-check.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import Callable, Literal, NamedTuple, Union
 
@@ -43,19 +42,11 @@ from torch.func import grad as func_grad
 from torch.func import jacrev, jvp, vmap
 
 from .losses import Loss, get_loss
-from .network import MLP, Activation, as_tensor
+from .network import MLP, as_tensor
 
 __all__ = ["Landscape", "Inertia", "inertia"]
 
-# torch imports its forward-mode decompositions on the first jvp and, in torch 2.13, warns there that
-# torch.jit.script is deprecated (a torch-internal call). Import them once here with that warning silenced,
-# so that Hessians and HVPs stay warning-free (tests run with warnings as errors).
-with warnings.catch_warnings():
-    warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=DeprecationWarning)
-    try:
-        import torch._decomp.decompositions_for_jvp  # noqa: F401
-    except ImportError:  # pragma: no cover - private module moved in another torch version
-        pass
+# (the guard against torch's one-time warning on the first jvp lives in network.py, imported above)
 
 LossLike = Union[str, Loss, Callable[[Tensor, Tensor], Tensor]]
 _CHUNK_ENTRIES = 2**23  # per-tensor budget (64 MB of float64) when assembling the structured Hessian
@@ -95,11 +86,8 @@ class Landscape:
     # --- validation -------------------------------------------------------------------
     def check_theta(self, theta, batched: bool = False) -> Tensor:
         """theta as float64 of shape (P,) (or (..., P) if ``batched``); ValueError on a wrong shape or NaN."""
-        theta = self.net.check_theta(theta).to(self.x.dtype)
-        if not batched and theta.ndim != 1:
-            raise ValueError(f"theta must be one parameter vector of shape ({self.net.num_params},), "
-                             f"got shape {tuple(theta.shape)}")
-        return theta
+        theta = self.net.check_theta(theta) if batched else self.net.check_one_theta(theta, "this Landscape method")
+        return theta.to(self.x.dtype)
 
     # --- R_S and its gradient -----------------------------------------------------------
     def _risk(self, theta: Tensor) -> Tensor:
@@ -205,7 +193,8 @@ class _Pass:
         s1, curv, e = [None] * (L + 1), [None] * (L + 1), [None] * (L + 1)
         e[L], curv[L] = c, q
         for l in range(L - 1, 0, -1):  # z^[l] = e^[l+1] W^[l+1], e^[l] = z^[l] o g^[l]
-            s1[l], s2 = _sigma_derivatives(net.activation, f[l - 1] @ W[l].T + layers[l - 1][1])
+            u = f[l - 1] @ W[l].T + layers[l - 1][1]
+            s1[l], s2 = net.activation.derivative(u), net.activation.second_derivative(u)
             z = e[l + 1] @ W[l + 1]
             e[l], curv[l] = z * s1[l], z * s2
         ju = {}
@@ -214,13 +203,6 @@ class _Pass:
             for m in range(k + 2, L + 1):
                 ju[m, k] = W[m] @ (s1[m - 1][:, :, None] * ju[m - 1, k])
         return cls(ftil, s1, curv, e, ju)
-
-
-def _sigma_derivatives(act: Activation, u: Tensor) -> tuple[Tensor, Tensor]:
-    """sigma'(u) (the papers' g^[l]) and sigma''(u), coordinate-wise; sigma'' by nested forward mode."""
-    ones = torch.ones_like(u)
-    second = jvp(lambda v: jvp(act.fn, (v,), (ones,))[1], (u,), (ones,))[1]
-    return act.derivative(u), second
 
 
 def _with_one(a: Tensor) -> Tensor:

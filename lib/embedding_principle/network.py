@@ -19,13 +19,27 @@ many independent networks are evaluated in one computation.
 from __future__ import annotations
 
 import math
+import numbers
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Sequence, Union
 
 import torch
 from torch import Tensor, nn
+from torch.func import jvp
 
-__all__ = ["Activation", "ACTIVATIONS", "MLP", "as_tensor"]
+__all__ = ["Activation", "ACTIVATIONS", "MLP", "as_tensor", "check_mlp", "check_int", "check_real"]
+
+# torch imports its forward-mode decompositions on the first jvp and, in torch 2.13, warns there that
+# torch.jit.script is deprecated (a torch-internal call). Import them once here, in the lowest module that uses
+# forward mode (Activation.second_derivative; landscape's Hessian-vector products import this module), with that
+# warning silenced, so that Hessians and HVPs stay warning-free (tests run with warnings as errors).
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=DeprecationWarning)
+    try:
+        import torch._decomp.decompositions_for_jvp  # noqa: F401
+    except ImportError:  # pragma: no cover - private module moved in another torch version
+        pass
 
 
 # ----------------------------------------------------------------------------- activations
@@ -52,6 +66,15 @@ class Activation:
             v = u.detach().requires_grad_(True)
             (d,) = torch.autograd.grad(self.fn(v).sum(), v)
         return d
+
+    def second_derivative(self, u: Tensor) -> Tensor:
+        """sigma''(u), coordinate-wise, by nested forward-mode differentiation of sigma (exact in floating point
+        arithmetic up to round-off; 0 for ReLU away from the kink, like its subgradient convention at 0).
+
+        It enters the residual curvature H^(2) (paper B section 3.3) and the splitting matrix (paper B section 6).
+        """
+        ones = torch.ones_like(u)
+        return jvp(lambda v: jvp(self.fn, (v,), (ones,))[1], (u,), (ones,))[1]
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Activation):
@@ -111,6 +134,35 @@ def as_tensor(value, name: str = "theta", dtype: torch.dtype | None = None) -> T
     return t
 
 
+# ----------------------------------------------------------------------------- argument checks
+def check_int(value, name: str, minimum: int | None = None) -> int:
+    """``value`` as an int: TypeError unless it is an integer (bool is not), ValueError if below ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r} of type {type(value).__name__}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_real(value, name: str, positive: bool = False) -> float:
+    """``value`` (a real number or a one-element tensor) as a float: TypeError unless it is a real number (bool is
+    not), ValueError unless it is finite (and > 0 with ``positive``)."""
+    if isinstance(value, Tensor) and value.numel() == 1:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    if not math.isfinite(value) or (positive and value <= 0):
+        raise ValueError(f"{name} must be {'positive and ' if positive else ''}finite, got {value}")
+    return float(value)
+
+
+def check_mlp(net, name: str = "net") -> "MLP":
+    """``net`` itself if it is an :class:`MLP`, else TypeError naming the argument."""
+    if not isinstance(net, MLP):
+        raise TypeError(f"{name} must be an MLP, got {type(net).__name__}")
+    return net
+
+
 # ----------------------------------------------------------------------------- the network
 @dataclass(frozen=True)
 class MLP:
@@ -143,8 +195,26 @@ class MLP:
         """Depth L: the number of affine layers."""
         return len(self.widths) - 1
 
-    def _has_bias(self, l: int) -> bool:
+    def has_bias(self, l: int) -> bool:
+        """Whether layer l (1..L) has a bias b^[l]: every hidden layer does, the output layer if ``output_bias``."""
         return l < self.L or self.output_bias
+
+    _has_bias = has_bias  # the former private name, still used by backprop.py
+
+    def check_layer(self, layer) -> int:
+        """``layer`` as an int if it is a hidden layer l in 1..L-1 (TypeError / ValueError otherwise)."""
+        layer = check_int(layer, "layer")
+        if not 1 <= layer <= self.L - 1:
+            raise ValueError(f"layer must be a hidden layer in 1..{self.L - 1} for {self}, got {layer}")
+        return layer
+
+    def check_neuron(self, layer: int, neuron) -> int:
+        """``neuron`` as an int if it is a 0-based neuron index of layer ``layer`` (TypeError / ValueError else)."""
+        neuron = check_int(neuron, "neuron")
+        m = self.widths[layer]
+        if not 0 <= neuron < m:
+            raise ValueError(f"neuron must be in 0..{m - 1} (layer {layer} of {self} has {m} neurons), got {neuron}")
+        return neuron
 
     @property
     def layer_slices(self) -> list[tuple[slice, slice | None]]:
@@ -155,7 +225,7 @@ class MLP:
             w = slice(start, start + m_out * m_in)
             start = w.stop
             b = None
-            if self._has_bias(l):
+            if self.has_bias(l):
                 b = slice(start, start + m_out)
                 start = b.stop
             out.append((w, b))
@@ -205,6 +275,14 @@ class MLP:
                              f"{self.num_params} parameters")
         return theta
 
+    def check_one_theta(self, theta, caller: str = "this function") -> Tensor:
+        """:meth:`check_theta` for a single parameter vector (P,): ValueError naming ``caller`` on a batch."""
+        theta = self.check_theta(theta)
+        if theta.ndim != 1:
+            raise ValueError(f"{caller} takes one parameter vector, not a batch: expected shape ({self.num_params},), "
+                             f"got {tuple(theta.shape)}")
+        return theta
+
     def check_x(self, x, like: Tensor | None = None) -> Tensor:
         """Return inputs as a tensor of shape (n, m_0) (or (..., n, m_0)), raising ValueError otherwise."""
         x = as_tensor(x, "x", None if like is None else like.dtype)
@@ -233,7 +311,7 @@ class MLP:
             if W.shape[-2:] != (self.widths[l], self.widths[l - 1]):
                 raise ValueError(f"W^[{l}] has shape {tuple(W.shape)}, expected (..., {self.widths[l]}, {self.widths[l - 1]})")
             parts.append(W.reshape(*W.shape[:-2], -1))
-            if self._has_bias(l):
+            if self.has_bias(l):
                 if b is None:
                     raise ValueError(f"b^[{l}] is missing")
                 b = as_tensor(b, f"b^[{l}]")

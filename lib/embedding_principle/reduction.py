@@ -40,8 +40,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .embeddings import NULL, Embedding, _constant_inputs, general_compatible
-from .network import ACTIVATIONS, MLP
+from .embeddings import NULL, Embedding, constant_inputs, general_compatible
+from .network import ACTIVATIONS, MLP, check_int, check_mlp
 
 __all__ = ["Reduction", "reduce"]
 
@@ -179,7 +179,7 @@ def _embedding_back(net: MLP, wide: list, layers: list[_Layer], reduced: MLP) ->
         prev, cur = layers[l - 1], layers[l]
         aW = _alpha_block(W, _membership(prev, reduced.widths[l - 1]), cur.index, prev.index, prev.scale)
         b_full = torch.zeros(len(cur.index), dtype=torch.float64) if b is None else b
-        const_in = _constant_inputs(aW, prev.index, b_star, net.activation)
+        const_in = constant_inputs(aW, prev.index, b_star, net.activation)
         ab = torch.where(cur.index >= 0, -const_in, b_full)
         b_star = torch.where(cur.index >= 0, 0.0, const_in + ab)
         alpha.append((aW, None if b is None else ab))
@@ -189,13 +189,9 @@ def _embedding_back(net: MLP, wide: list, layers: list[_Layer], reduced: MLP) ->
 
 # ----------------------------------------------------------------------------- reduce
 def _check_options(net, tol, similarity, threshold, amplitude_tol, n_probe, seed) -> None:
-    if not isinstance(net, MLP):
-        raise TypeError(f"net must be an MLP, got {type(net).__name__}")
-    for name, value in [("n_probe", n_probe), ("seed", seed)]:
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-            raise TypeError(f"{name} must be an integer, got {value!r}")
-    if n_probe < 1:
-        raise ValueError(f"n_probe must be >= 1, got {n_probe}")
+    check_mlp(net)
+    check_int(n_probe, "n_probe", minimum=1)
+    check_int(seed, "seed")
     for name, value in [("tol", tol), ("threshold", threshold), ("amplitude_tol", amplitude_tol)]:
         if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
             raise TypeError(f"{name} must be a finite real number, got {value!r}")
@@ -238,9 +234,7 @@ def reduce(net: MLP, theta, tol: float = 1e-8, x=None, similarity: str = "exact"
         (irreducible) theta_narr it recovers the narrow widths and the same function.
     """
     _check_options(net, tol, similarity, threshold, amplitude_tol, n_probe, seed)
-    theta = net.check_theta(theta).to(torch.float64)
-    if theta.ndim != 1:
-        raise ValueError("reduce takes one parameter vector, not a batch")
+    theta = net.check_one_theta(theta, "reduce").to(torch.float64)
     opts = dict(tol=float(tol), similarity=similarity, threshold=threshold, amplitude_tol=amplitude_tol)
     wide = net.unflatten(theta)
     layers, widths, out = [_identity_layer(net.widths[0])], [net.widths[0]], []
@@ -248,7 +242,7 @@ def reduce(net: MLP, theta, tol: float = 1e-8, x=None, similarity: str = "exact"
     for l in range(1, net.L):
         (W, b), W_next = wide[l - 1], wide[l][0]
         W_cur, b_cur = W @ _membership(layers[-1], widths[-1]), b + fold_in
-        layer = _reduce_layer(W_cur, b_cur, W_next, l + 1 < net.L or net.output_bias, net.activation, opts)
+        layer = _reduce_layer(W_cur, b_cur, W_next, net.has_bias(l + 1), net.activation, opts)
         reps = [g[0] for g in layer.groups]
         out.append((W_cur[reps], b_cur[reps]))
         fold_in = W_next @ layer.fold

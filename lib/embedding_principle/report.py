@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import posixpath
 from collections import Counter
 from pathlib import Path
 
@@ -83,13 +84,17 @@ def _cell(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def markdown_table(claims: list[Claim]) -> str:
-    """A MyST/Markdown table: id, claim, paper, ours, tolerance, status, and a link to the explanation."""
+def markdown_table(claims: list[Claim], page_dir: str = "notebooks") -> str:
+    """A Markdown table: id, claim, paper, ours, tolerance, status, and a link to the explanation.
+
+    Links point to the built HTML pages, relative to ``page_dir`` (the folder of the page that shows the
+    table), e.g. ``11_fig1_two_stages.html#fig1-why`` from a page in ``notebooks/``.
+    """
     lines = ["| id | claim | paper | ours | tolerance | status | where |", "|---|---|---|---|---|---|---|"]
     for c in claims:
         doc, _, anchor = c.link.partition("#")
-        target = f"{doc}.ipynb" + (f"#{anchor}" if anchor else "") if doc.startswith("notebooks/") else c.link
+        target = posixpath.relpath(doc, page_dir) + ".html" + (f"#{anchor}" if anchor else "")
         status = "pass" if c.status == "pass" else "**deviation**"
         lines.append(f"| {_cell(c.id)} | {_cell(c.claim)} | {_cell(c.paper)} | {_cell(_fmt(c.ours))} | "
-                     f"{_cell(c.tolerance)} | {status} | [{_cell(doc.split('/')[-1])}](/{target}) |")
+                     f"{_cell(c.tolerance)} | {status} | [{_cell(posixpath.basename(doc))}]({target}) |")
     return "\n".join(lines)

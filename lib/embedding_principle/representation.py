@@ -6,17 +6,19 @@ A critical embedding T must be *representation preserving* (paper B Def. 4.2 (ii
 
 as functions of x. On data x_1..x_n both sides are column spaces of n x (m_l + 1) matrices, so the
 statement becomes a rank identity, rank[F_narr, 1] = rank[F_wide, 1] = rank[F_narr, F_wide, 1]
-(:func:`feature_span_ranks`). Behind criticality preservation sits the copy pattern of paper A Lemma 1 /
-paper B Lemmas 4.1, 4.2, 5.1: a wide neuron j that copies narrow neuron I_l(j) carries the same feature
-f and feature gradient g, and the error z (and e = z o g) scaled by a factor beta^[l]_j (:func:`error_factors`,
-:func:`copy_residuals`); hence every gradient entry of T(theta) is a factor times one narrow gradient entry
-(:func:`embedded_gradient`, the proof of paper A Thm. 1).
+(:func:`feature_span_ranks`; its ``residual``, the relative distance of each matrix's columns to the other
+span, is :func:`span_residual` taken both ways). Behind criticality preservation sits the copy pattern of
+paper A Lemma 1 / paper B Lemmas 4.1, 4.2, 5.1: a wide neuron j that copies narrow neuron I_l(j) carries the
+same feature f and feature gradient g, and the error z (and e = z o g) scaled by a factor beta^[l]_j
+(:func:`error_factors`, :func:`copy_residuals`); hence every gradient entry of T(theta) is a factor times one
+narrow gradient entry (:func:`embedded_gradient`, the proof of paper A Thm. 1).
 
 Also here, as independent references for the chapters: the errors z^[l] = grad_{f^[l]} l and
 e^[l] = grad_{u^[l]} l by autograd (:func:`errors_by_autograd`, to check the recursions of
 :mod:`~embedding_principle.backprop`), the residual curvature H^(2),[L-1] by its defining formula
 (:func:`hidden_residual_curvature`, paper B section 3.3), and data for which a given theta is an
-*exact* critical point with a nonzero loss (:func:`critical_targets`).
+*exact* critical point with a nonzero loss (:func:`critical_residual`, :func:`critical_targets`; the chapters'
+``degeneracy.critical_data`` draws the inputs and calls them).
 """
 
 from __future__ import annotations
@@ -32,26 +34,35 @@ from torch.func import hessian, jacrev, vmap
 from .backprop import backprop
 from .embeddings import NULL, Embedding
 from .losses import Loss, get_loss
-from .network import MLP, as_tensor
+from .network import MLP, as_tensor, check_mlp
 
-__all__ = ["k_neuron_wider", "SpanRanks", "feature_span_ranks", "errors_by_autograd", "error_factors", "CopyResiduals",
-           "copy_residuals", "embedded_gradient", "hidden_residual_curvature", "critical_targets"]
+__all__ = ["k_neuron_wider", "span_residual", "SpanRanks", "feature_span_ranks", "errors_by_autograd",
+           "error_factors", "CopyResiduals", "copy_residuals", "embedded_gradient", "hidden_residual_curvature",
+           "critical_residual", "critical_targets"]
 
 LossLike = Union[str, Loss, Callable[[Tensor, Tensor], Tensor]]
 
 
 # ----------------------------------------------------------------------------- argument checks
-def _check_net(net, name: str = "net") -> MLP:
-    if not isinstance(net, MLP):
-        raise TypeError(f"{name} must be an MLP, got {type(net).__name__}")
-    return net
+def _one_theta(net: MLP, theta, caller: str) -> Tensor:
+    return net.check_one_theta(theta, caller).to(torch.float64)
 
 
-def _one_theta(net: MLP, theta, name: str = "theta") -> Tensor:
-    theta = net.check_theta(theta).to(torch.float64)
-    if theta.ndim != 1:
-        raise ValueError(f"{name} must be one parameter vector of shape ({net.num_params},), got {tuple(theta.shape)}")
-    return theta
+def _inputs(net: MLP, x, like: Tensor) -> Tensor:
+    x = net.check_x(x, like=like)
+    if x.ndim != 2:
+        raise ValueError(f"x must have shape (n, {net.widths[0]}), got {tuple(x.shape)}")
+    return x
+
+
+def _prepare(net: MLP, theta, x, y, loss: LossLike, caller: str) -> tuple[Tensor, Loss, Tensor, Tensor, Tensor]:
+    """(theta (P,) float64 detached, the Loss, x, f_theta(x), y in the loss's target format)."""
+    theta = _one_theta(check_mlp(net), theta, caller).detach()
+    lobj = get_loss(loss)
+    x = net.check_x(x, like=theta)
+    f = net.forward(theta, x)
+    y = lobj.target(f.shape, y)
+    return theta, lobj, x, f, y.to(theta.dtype) if y.is_floating_point() else y
 
 
 def _check_embedding(T) -> Embedding:
@@ -68,8 +79,8 @@ def k_neuron_wider(narrow: MLP, wide: MLP) -> int:
     K = sum_{l=1}^{L-1} (m'_l - m_l) >= 0 (the papers ask K >= 1; K = 0 means equal widths).
     Raises ValueError naming the first condition that fails.
     """
-    _check_net(narrow, "narrow")
-    _check_net(wide, "wide")
+    check_mlp(narrow, "narrow")
+    check_mlp(wide, "wide")
     if wide.L != narrow.L:
         raise ValueError(f"not wider: depths differ (L = {narrow.L} and {wide.L}); the papers compare one depth")
     if (wide.widths[0], wide.widths[-1]) != (narrow.widths[0], narrow.widths[-1]):
@@ -82,6 +93,22 @@ def k_neuron_wider(narrow: MLP, wide: MLP) -> int:
 
 
 # ----------------------------------------------------------------------------- representation (Def. 4.2 (ii))
+def span_residual(a: Tensor, b: Tensor, rtol: float = 1e-10) -> float:
+    """max over columns c of b of ||c - P_a c|| / ||c||, with P_a the projector onto the column span of a
+    (singular values below rtol * max dropped); 0 for zero columns. 0 means span(b) is inside span(a).
+
+    Taken both ways for the feature matrices [f^[l], 1] of two nets it measures how far their representations
+    (paper B Def. 4.2 (ii)) are from equal: the ``residual`` of :func:`feature_span_ranks` and the ``span_gaps``
+    of ``degeneracy.check_embedding``.
+    """
+    u, s, _ = torch.linalg.svd(a, full_matrices=False)
+    u = u[:, s > rtol * s.max()] if s.numel() and s.max() > 0 else u[:, :0]
+    res = b - u @ (u.T @ b)
+    norms = b.norm(dim=0)
+    ok = norms > 0
+    return float((res.norm(dim=0)[ok] / norms[ok]).max()) if ok.any() else 0.0
+
+
 @dataclass(frozen=True)
 class SpanRanks:
     """Numerical ranks of the feature matrices of layer l (paper B Def. 4.2 (ii)); see :func:`feature_span_ranks`.
@@ -117,16 +144,11 @@ def _unit_columns(F: Tensor) -> Tensor:
     return M[:, keep] / norms[keep]
 
 
-def _basis(M: Tensor, rtol: float) -> tuple[Tensor, Tensor]:
-    """(orthonormal basis of the numerical column space, singular values / largest)."""
-    U, s, _ = torch.linalg.svd(M, full_matrices=False)
+def _rank(M: Tensor, rtol: float) -> tuple[int, Tensor]:
+    """(numerical rank #{s_k > rtol s_1}, singular values / largest)."""
+    s = torch.linalg.svd(M, full_matrices=False)[1]
     rel = s / s[0]
-    return U[:, rel > rtol], rel
-
-
-def _distance(M: Tensor, basis: Tensor) -> float:
-    """max_j ||(I - Q Q^T) M_j|| for unit columns M_j."""
-    return (M - basis @ (basis.T @ M)).norm(dim=0).max().item()
+    return int((rel > rtol).sum()), rel
 
 
 def feature_span_ranks(net: MLP, theta, wide_net: MLP, wide_theta, x, layer: int, rtol: float = 1e-9) -> SpanRanks:
@@ -151,28 +173,23 @@ def feature_span_ranks(net: MLP, theta, wide_net: MLP, wide_theta, x, layer: int
         layer: the layer l in 0..L.
         rtol: relative rank threshold, in (0, 1).
     """
-    _check_net(net)
-    _check_net(wide_net, "wide_net")
+    check_mlp(net)
+    check_mlp(wide_net, "wide_net")
     if wide_net.L != net.L or wide_net.widths[0] != net.widths[0]:
         raise ValueError(f"the two networks must have the same depth and input width, got {net} and {wide_net}")
     if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer <= net.L:
         raise ValueError(f"layer must be an integer in 0..{net.L}, got {layer!r}")
     if not (isinstance(rtol, (int, float)) and 0 < rtol < 1):
         raise ValueError(f"rtol must be a number in (0, 1), got {rtol!r}")
-    theta, wide_theta = _one_theta(net, theta), _one_theta(wide_net, wide_theta, "wide_theta")
-    x = net.check_x(x, like=theta)
-    if x.ndim != 2:
-        raise ValueError(f"x must have shape (n, {net.widths[0]}), got {tuple(x.shape)}")
+    theta = _one_theta(net, theta, "feature_span_ranks (theta)")
+    wide_theta = _one_theta(wide_net, wide_theta, "feature_span_ranks (wide_theta)")
+    x = _inputs(net, x, theta)
     Fn = _unit_columns(net.features(theta, x)[layer])
     Fw = _unit_columns(wide_net.features(wide_theta, x)[layer])
-    Fj = torch.cat([Fn, Fw], 1)
-    Qn, _ = _basis(Fn, rtol)
-    Qw, _ = _basis(Fw, rtol)
-    Qj, rel = _basis(Fj, rtol)
-    r = Qj.shape[1]
-    return SpanRanks(narrow=Qn.shape[1], wide=Qw.shape[1], joint=r, rtol=float(rtol), kept=rel[r - 1].item(),
-                     dropped=rel[r].item() if r < rel.numel() else 0.0,
-                     residual=max(_distance(Fw, Qn), _distance(Fn, Qw)))
+    r, rel = _rank(torch.cat([Fn, Fw], 1), rtol)
+    return SpanRanks(narrow=_rank(Fn, rtol)[0], wide=_rank(Fw, rtol)[0], joint=r, rtol=float(rtol),
+                     kept=rel[r - 1].item(), dropped=rel[r].item() if r < rel.numel() else 0.0,
+                     residual=max(span_residual(Fn, Fw, rtol), span_residual(Fw, Fn, rtol)))
 
 
 # ----------------------------------------------------------------------------- errors by autograd
@@ -187,13 +204,7 @@ def errors_by_autograd(net: MLP, theta, x, y, loss: LossLike = "mse") -> tuple[l
     Returns:
         ``(z, e)``: lists indexed by l = 0..L with None at l = 0; z[l], e[l] of shape (n, m_l).
     """
-    _check_net(net)
-    theta = _one_theta(net, theta).detach()
-    lobj = get_loss(loss)
-    x = net.check_x(x, like=theta)
-    f = net.forward(theta, x)
-    y = lobj.target(f.shape, y)
-    y = y.to(theta.dtype) if y.is_floating_point() else y
+    theta, lobj, x, _, y = _prepare(net, theta, x, y, loss, "errors_by_autograd")
     h, us, fs = x, [None], [None]
     with torch.enable_grad():
         for l, (W, b) in enumerate(net.unflatten(theta.clone().requires_grad_(True)), start=1):
@@ -214,33 +225,21 @@ def error_factors(T: Embedding) -> list[Tensor]:
     Computed backwards from beta^[L] = 1 by Condition 1 (backward) of paper B:
     beta^[l-1]_j = sum_{i in I_l^{-1}(k)} beta^[l]_i alpha^[l]_{ij} (the same value for every narrow k), 0 for a
     null neuron j. For the one-step splitting T^alpha_{l,s} this is 1 everywhere except (1 - alpha) on neuron s
-    and alpha on its new copy (paper A Lemma 1 (iii)).
+    and alpha on its new copy (paper A Lemma 1 (iii)). This is :attr:`Embedding.beta`, checked: unlike the
+    attribute, it refuses an embedding without a common beta.
 
     Returns:
         [beta^[0], ..., beta^[L]] (beta^[0] and beta^[L] are all ones), beta^[l] of length m'_l.
 
     Raises:
-        ValueError: if T violates Condition 1 (backward), so that no common beta exists.
+        ValueError: if T violates Condition 1 (backward) (one of ``T.violations``), so that no common beta exists.
     """
     T = _check_embedding(T)
-    widths, L = T.target.widths, T.target.L
-    I = [list(range(widths[0])), *T.index_map, list(range(widths[-1]))]
-    alpha = T.alpha
-    beta = [torch.ones(widths[L], dtype=torch.float64)]
-    for l in range(L, 1, -1):
-        Il = torch.tensor(I[l])
-        member = torch.zeros(len(I[l]), T.source.widths[l], dtype=torch.float64)   # member[i, k] = [I_l(i) = k]
-        member[(Il >= 0).nonzero().squeeze(1), Il[Il >= 0]] = 1.0
-        sums = member.T @ (beta[0][:, None] * alpha[l - 1][0])                   # (m_l, m'_{l-1})
-        spread = sums.amax(0) - sums.amin(0)
-        bad = spread > 1e-10 * sums.abs().amax(0).clamp_min(1.0)
-        if bad.any():
-            j = int(bad.nonzero()[0])
-            raise ValueError(f"T violates Condition 1 (backward) at layer {l}, wide neuron {j} of layer {l - 1}: "
-                             f"no common factor beta (sums over copies range over {spread[j].item():.3g})")
-        beta.insert(0, torch.where(torch.tensor(I[l - 1]) >= 0, sums[0], torch.zeros_like(sums[0])))
-    beta.insert(0, torch.ones(widths[0], dtype=torch.float64))
-    return beta
+    backward = [v for v in T.violations if v.startswith("Condition 1 (backward)")]
+    if backward:
+        more = f" (and {len(backward) - 1} more)" if len(backward) > 1 else ""
+        raise ValueError(f"no common factor beta: {backward[0]}{more}")
+    return T.beta
 
 
 @dataclass(frozen=True)
@@ -253,6 +252,8 @@ class CopyResiduals:
     for null neurons: ``null_f``: the spread max_i f'_j(x_i) - min_i f'_j(x_i) (a constant feature has 0),
     ``null_e``: |e'_j|. The output layer L is compared entrywise (identity index map, beta = 1).
     ``per_layer[l]`` holds the same keys for layer l. Values are absolute (0.0 where nothing is compared).
+    ``error_pairs[l]`` (l = 1..L; None at 0) is the pair (e'_j, beta_j e_{I(j)}) over samples and effective wide
+    neurons j, of shape (n, effective m'_l) each, e.g. for a scatter plot (paper B Fig. 5.4).
     """
 
     f: float
@@ -262,6 +263,7 @@ class CopyResiduals:
     null_f: float
     null_e: float
     per_layer: dict
+    error_pairs: list
 
     @property
     def worst(self) -> float:
@@ -277,29 +279,34 @@ def copy_residuals(T: Embedding, theta, x, y, loss: LossLike = "mse") -> CopyRes
     """How exactly the wide net T(theta) copies features and scales errors (paper A Lemma 1; paper B Lemma 5.1).
 
     Both networks are run through :func:`~embedding_principle.backprop.backprop` on (x, y); the factors
-    beta come from :func:`error_factors`. See :class:`CopyResiduals` for what is measured.
+    beta are ``T.beta`` (:func:`error_factors`). See :class:`CopyResiduals` for what is measured. For an
+    embedding that violates Condition 1 (backward) there is no common beta: beta is then read off the first
+    narrow neuron's copies, and the z and e residuals show the failure instead of raising.
     """
     T = _check_embedding(T)
-    theta = _one_theta(T.source, theta)
+    theta = _one_theta(T.source, theta, "copy_residuals")
     narrow = backprop(T.source, theta, x, y, loss)
     wide = backprop(T.target, T(theta), x, y, loss)
-    beta = error_factors(T)
+    beta = T.beta
     L = T.source.L
     maps = [list(range(T.source.widths[0])), *T.index_map, list(range(T.source.widths[-1]))]
     per_layer: dict = {}
+    pairs: list = [None]
     for l in range(1, L + 1):
         I = torch.tensor(maps[l])
         eff, nul = I >= 0, I < 0
         src = I[eff]
+        predicted = beta[l][eff] * narrow.e[l][:, src]
         r = {"f": _max_abs(wide.f[l][:, eff] - narrow.f[l][:, src]),
              "g": _max_abs(wide.g[l][:, eff] - narrow.g[l][:, src]),
              "z": _max_abs(wide.z[l][:, eff] - beta[l][eff] * narrow.z[l][:, src]),
-             "e": _max_abs(wide.e[l][:, eff] - beta[l][eff] * narrow.e[l][:, src]),
+             "e": _max_abs(wide.e[l][:, eff] - predicted),
              "null_f": _max_abs(wide.f[l][:, nul].amax(0) - wide.f[l][:, nul].amin(0)) if nul.any() else 0.0,
              "null_e": _max_abs(wide.e[l][:, nul])}
         per_layer[l] = r
+        pairs.append((wide.e[l][:, eff], predicted))
     worst = {k: max(r[k] for r in per_layer.values()) for k in ("f", "g", "z", "e", "null_f", "null_e")}
-    return CopyResiduals(**worst, per_layer=per_layer)
+    return CopyResiduals(**worst, per_layer=per_layer, error_pairs=pairs)
 
 
 def embedded_gradient(T: Embedding, grad) -> Tensor:
@@ -348,13 +355,7 @@ def hidden_residual_curvature(net: MLP, theta, x, y, loss: LossLike = "mse") -> 
     reverse). This is independent of :meth:`Landscape.hessian_parts`, which assembles H^(2) from the whole
     network. Shape (M^[L-1], M^[L-1]).
     """
-    _check_net(net)
-    theta = _one_theta(net, theta).detach()
-    lobj = get_loss(loss)
-    x = net.check_x(x, like=theta)
-    f = net.forward(theta, x)
-    y = lobj.target(f.shape, y)
-    y = y.to(theta.dtype) if y.is_floating_point() else y
+    theta, lobj, x, f, y = _prepare(net, theta, x, y, loss, "hidden_residual_curvature")
     W_L = net.unflatten(theta)[-1][0]
     c = (lobj.grad(f, y) @ W_L).detach() / x.shape[0]        # E_S d_i l W^[L]_{ij}, per sample (n, m_{L-1})
     k = net.num_hidden_params
@@ -367,13 +368,48 @@ def hidden_residual_curvature(net: MLP, theta, x, y, loss: LossLike = "mse") -> 
 
 
 # ----------------------------------------------------------------------------- exact critical points by data
-def critical_targets(net: MLP, theta, x, loss: LossLike = "mse", scale: float = 0.5, seed: int = 0) -> Tensor:
+def critical_residual(net: MLP, theta, x, loss: LossLike = "mse", seed: int | torch.Generator = 0) -> Tensor:
+    """A random residual q (n, d') orthogonal to the columns of the output Jacobian on x: sum_i J_i^T q_i = 0.
+
+    Since grad R_S(theta) = (1/n) sum_i J_i^T grad l(f_theta(x_i), y_i), theta is an exact critical point whenever
+    the per-sample loss gradients grad l(f_theta(x_i), y_i) equal such a q (:func:`critical_targets` solves for
+    the y). q is a combination with N(0, 1) coefficients of an orthonormal basis of the solutions, drawn from
+    ``seed`` (an int, or a ``torch.Generator`` to continue its stream); for cross-entropy every row q_i also sums
+    to 0, so that softmax(f_i) - q_i stays a probability vector once q is small. q is not normalised. The
+    constraints are counted by numpy's numerical rank (singular values above max(shape) eps times the largest), so
+    that only directions that are zero to round-off are taken: J^T q vanishes to round-off.
+
+    Raises:
+        ValueError: if no nonzero q exists (n d' <= the rank; for cross-entropy the row sums add n constraints).
+    """
+    theta = _one_theta(check_mlp(net), theta, "critical_residual").detach()
+    x = _inputs(net, x, theta)
+    ce = get_loss(loss) is get_loss("cross_entropy")
+    n, d, P = x.shape[0], net.widths[-1], net.num_params
+    J = jacrev(lambda t: net.forward(t, x))(theta).reshape(n * d, P)
+    rows = [J.T]
+    if ce:  # residual rows must sum to 0 so that y stays a probability vector
+        rows.append(torch.kron(torch.eye(n, dtype=J.dtype), torch.ones(1, d, dtype=J.dtype)))
+    M = torch.cat(rows)
+    _, s, Vh = torch.linalg.svd(M, full_matrices=True)
+    rank = int((s > max(M.shape) * torch.finfo(s.dtype).eps * s[0]).sum())  # numpy's matrix_rank tolerance
+    free = n * d - rank
+    if free <= 0:
+        raise ValueError(f"no residual orthogonal to the Jacobian exists: n d' = {n * d} does not exceed the rank "
+                         f"{rank} of the constraints, so no nonzero residual is left (take more samples)")
+    gen = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(int(seed))
+    return (Vh[rank:].T @ torch.randn(free, generator=gen, dtype=J.dtype)).reshape(n, d)
+
+
+def critical_targets(net: MLP, theta, x, loss: LossLike = "mse", scale: float = 0.5,
+                     seed: int | torch.Generator = 0) -> Tensor:
     """Targets y that make theta an exact critical point of R_S on inputs x, with a nonzero loss.
 
     Since grad R_S(theta) = (1/n) sum_i J_i^T grad l(f_theta(x_i), y_i) with the output Jacobian J_i, theta is
     critical whenever the per-sample loss gradients q_i = grad l(f_theta(x_i), y_i), stacked into one vector,
-    are orthogonal to the columns of J. A random q in that orthogonal complement is drawn (``seed``), and y_i
-    is solved from grad l(f_i, y_i) = q_i: in closed form for ``"mse"`` (y = f - q d'/2, scaled so that
+    are orthogonal to the columns of J. A random q in that orthogonal complement is drawn by
+    :func:`critical_residual` (``seed``: an int or a ``torch.Generator``), and y_i is solved from
+    grad l(f_i, y_i) = q_i: in closed form for ``"mse"`` (y = f - q d'/2, scaled so that
     max |f - y| = ``scale``) and ``"cross_entropy"`` (probability targets y = softmax(f) - q, scaled so that
     min y >= (1 - scale) min softmax(f)), and by Newton's method in y for any other loss (q scaled to
     max |q| = ``scale`` times the typical size of grad l; the loss must make y -> grad l(f, y) locally
@@ -383,33 +419,15 @@ def critical_targets(net: MLP, theta, x, loss: LossLike = "mse", scale: float = 
     Returns:
         y of shape (n, m_L).
     """
-    _check_net(net)
-    theta = _one_theta(net, theta).detach()
-    x = net.check_x(x, like=theta)
-    if x.ndim != 2:
-        raise ValueError(f"x must have shape (n, {net.widths[0]}), got {tuple(x.shape)}")
     if not (isinstance(scale, (int, float)) and 0 < scale < 1):
         raise ValueError(f"scale must be a number in (0, 1), got {scale!r}")
     lobj = get_loss(loss)
-    ce = lobj is get_loss("cross_entropy")
-    n, d, P = x.shape[0], net.widths[-1], net.num_params
-    J = jacrev(lambda t: net.forward(t, x))(theta).reshape(n * d, P)
-    rows = [J.T]
-    if ce:  # residual rows must sum to 0 so that y stays a probability vector
-        rows.append(torch.kron(torch.eye(n, dtype=J.dtype), torch.ones(1, d, dtype=J.dtype)))
-    M = torch.cat(rows)
-    _, s, Vh = torch.linalg.svd(M, full_matrices=True)
-    rank = int((s > 1e-12 * s[0]).sum())
-    free = n * d - rank
-    if free <= 0:
-        raise ValueError(f"no nonzero residual is orthogonal to the Jacobian: n d' = {n * d} must exceed the "
-                         f"Jacobian rank {rank} (take more samples)")
-    gen = torch.Generator().manual_seed(int(seed))
-    q = (Vh[rank:].T @ torch.randn(free, generator=gen, dtype=J.dtype)).reshape(n, d)
-    f = net.forward(theta, x).detach()
+    q = critical_residual(net, theta, x, lobj, seed)
+    theta = _one_theta(net, theta, "critical_targets").detach()
+    f = net.forward(theta, _inputs(net, x, theta)).detach()
     if lobj is get_loss("mse"):
         return f - q * (scale / q.abs().max())
-    if ce:
+    if lobj is get_loss("cross_entropy"):
         p = torch.softmax(f, -1)
         return p - q * (scale * p.min() / q.abs().max())
     return _solve_targets(lobj, f, q, scale)

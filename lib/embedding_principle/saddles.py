@@ -24,7 +24,6 @@ Layers are numbered 1..L as in the papers; neuron indices are 0-based.
 from __future__ import annotations
 
 import math
-import numbers
 from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, NamedTuple, Sequence
@@ -34,8 +33,8 @@ from torch import Tensor
 
 from .backprop import backprop
 from .embeddings import NULL, Embedding, general_compatible, splitting, t_global
-from .landscape import Inertia, Landscape, _sigma_derivatives, inertia
-from .network import MLP, as_tensor
+from .landscape import Inertia, Landscape, inertia
+from .network import MLP, as_tensor, check_int, check_mlp, check_real
 
 __all__ = ["synthetic_critical_point", "splitting_matrix", "split_direction", "split_quadratic_coefficient",
            "split_min_eigenvalues", "split_rayleigh", "second_difference", "SaddleDirection", "split_saddle",
@@ -53,45 +52,24 @@ def _check_landscape(landscape) -> Landscape:
     return landscape
 
 
-def _check_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    return int(value)
-
-
-def _check_layer(net: MLP, layer) -> int:
-    layer = _check_int(layer, "layer")
-    if not 1 <= layer <= net.L - 1:
-        raise ValueError(f"layer must be a hidden layer in 1..{net.L - 1} for {net}, got {layer}")
-    return layer
-
-
-def _check_neuron(net: MLP, layer: int, neuron) -> int:
-    neuron = _check_int(neuron, "neuron")
-    if not 0 <= neuron < net.widths[layer]:
-        raise ValueError(f"neuron must be in 0..{net.widths[layer] - 1} for layer {layer} of {net}, got {neuron}")
-    return neuron
-
-
-def _check_real(value, name: str) -> float:
-    if isinstance(value, Tensor) and value.numel() == 1:
-        value = value.item()
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    return float(value)
-
-
 def _one_theta(landscape: Landscape, theta) -> Tensor:
     return landscape.check_theta(theta)
+
+
+def _direction(theta: Tensor, u) -> Tensor:
+    """u as a flat float64 vector with the length of theta."""
+    u = as_tensor(u, "u").to(D).reshape(-1)
+    if u.numel() != theta.numel():
+        raise ValueError(f"u has {u.numel()} entries, the landscape has {theta.numel()} parameters")
+    return u
 
 
 # ----------------------------------------------------------------------------- synthetic critical points
 def synthetic_critical_point(widths: Sequence[int], activation: str, loss: str = "mse", residual: float = 0.5,
                              seed: int = 0, std: float = 1.0, output_bias: bool = True) -> tuple[Landscape, Tensor]:
     """(landscape, theta): theta ~ N(0, std^2) on ``MLP(widths, activation)`` made an exact critical point with
-    nonzero loss by choosing the data (:func:`embedding_principle.degeneracy.critical_data`).
+    nonzero loss by choosing the data (:func:`embedding_principle.degeneracy.critical_data`, which takes its targets
+    from :func:`embedding_principle.representation.critical_targets`).
 
     A small MSE ``residual`` keeps H_S close to the Gauss-Newton part H^(1) (usually a local minimum), a large
     one lets H^(2) create negative eigenvalues (a saddle); cross-entropy ignores ``residual``.
@@ -99,8 +77,8 @@ def synthetic_critical_point(widths: Sequence[int], activation: str, loss: str =
     from .degeneracy import critical_data
 
     net = MLP(widths, activation, output_bias=output_bias)
-    theta = net.init(_check_int(seed, "seed"), _check_real(std, "std"))
-    x, y = critical_data(net, theta, loss=loss, seed=seed, residual=_check_real(residual, "residual"))
+    theta = net.init(check_int(seed, "seed"), check_real(std, "std"))
+    x, y = critical_data(net, theta, loss=loss, seed=seed, residual=check_real(residual, "residual"))
     return Landscape(net, x, y, loss), theta
 
 
@@ -126,14 +104,14 @@ def splitting_matrix(landscape: Landscape, theta, layer: int, neuron: int | None
     """
     land = _check_landscape(landscape)
     net = land.net
-    layer = _check_layer(net, layer)
+    layer = net.check_layer(layer)
     if neuron is not None:
-        neuron = _check_neuron(net, layer, neuron)
+        neuron = net.check_neuron(layer, neuron)
     theta = _one_theta(land, theta)
     bp = backprop(net, theta, land.x, land.y, land.loss)
     W, b = net.unflatten(theta)[layer - 1]
     f_prev = bp.f[layer - 1]
-    _, s2 = _sigma_derivatives(net.activation, f_prev @ W.T + b)
+    s2 = net.activation.second_derivative(f_prev @ W.T + b)
     ftil = torch.cat([f_prev, torch.ones_like(f_prev[:, :1])], 1)
     weight = bp.z[layer] * s2 / (2 * land.n)  # (n, m_l)
     S = torch.einsum("nj,np,nq->jpq", weight, ftil, ftil)
@@ -148,11 +126,9 @@ def split_direction(net: MLP, layer: int, neuron: int, alpha: float, delta) -> T
     (1 - lambda) delta = alpha delta and those of the copy by -lambda delta = -(1 - alpha) delta; every other
     entry is zero. delta has m_{l-1} + 1 entries (input weights, then the bias).
     """
-    if not isinstance(net, MLP):
-        raise TypeError(f"net must be an MLP, got {type(net).__name__}")
-    layer = _check_layer(net, layer)
-    neuron = _check_neuron(net, layer, neuron)
-    alpha = _check_real(alpha, "alpha")
+    layer = check_mlp(net).check_layer(layer)
+    neuron = net.check_neuron(layer, neuron)
+    alpha = check_real(alpha, "alpha")
     delta = as_tensor(delta, "delta").to(D).reshape(-1)
     if delta.numel() != net.widths[layer - 1] + 1:
         raise ValueError(f"delta must have m_{layer - 1} + 1 = {net.widths[layer - 1] + 1} entries (input weights "
@@ -175,7 +151,7 @@ def split_quadratic_coefficient(S, alpha: float, delta) -> float:
     u^T H_S(T theta) u = 2 c.
     """
     S = as_tensor(S, "S").to(D)
-    alpha = _check_real(alpha, "alpha")
+    alpha = check_real(alpha, "alpha")
     delta = as_tensor(delta, "delta").to(D).reshape(-1)
     if S.ndim != 2 or S.shape != (delta.numel(), delta.numel()):
         raise ValueError(f"S must be square with the size of delta ({delta.numel()}), got shape {tuple(S.shape)}")
@@ -188,7 +164,7 @@ def split_min_eigenvalues(landscape: Landscape, theta, layer: int, neuron: int, 
     theta = _one_theta(land, theta)
     out = []
     for a in alphas:
-        T = splitting(land.net, layer, neuron, _check_real(a, "alpha"))
+        T = splitting(land.net, layer, neuron, check_real(a, "alpha"))
         wide = Landscape(T.target, land.x, land.y, land.loss)
         out.append(torch.linalg.eigvalsh(wide.hessian(T(theta)))[0])
     return torch.stack(out) if out else torch.zeros(0, dtype=D)
@@ -199,7 +175,7 @@ def split_rayleigh(eigenvalue: float, alphas) -> Tensor:
     eigenvector of S of eigenvalue s (|u|^2 = (alpha^2 + (1 - alpha)^2) |delta|^2): an upper bound on the smallest
     eigenvalue of H_S(T^alpha theta) (Courant-Fischer)."""
     a = as_tensor(alphas, "alphas").to(D)
-    return 2 * a * (1 - a) * _check_real(eigenvalue, "eigenvalue") / (a ** 2 + (1 - a) ** 2)
+    return 2 * a * (1 - a) * check_real(eigenvalue, "eigenvalue") / (a ** 2 + (1 - a) ** 2)
 
 
 def second_difference(landscape: Landscape, theta, u, t: float = 3e-3, richardson: bool = True) -> float:
@@ -211,12 +187,8 @@ def second_difference(landscape: Landscape, theta, u, t: float = 3e-3, richardso
     """
     land = _check_landscape(landscape)
     theta = _one_theta(land, theta)
-    u = as_tensor(u, "u").to(D).reshape(-1)
-    if u.numel() != theta.numel():
-        raise ValueError(f"u has {u.numel()} entries, the landscape has {theta.numel()} parameters")
-    t = _check_real(t, "t")
-    if t <= 0:
-        raise ValueError(f"t must be positive, got {t}")
+    u = _direction(theta, u)
+    t = check_real(t, "t", positive=True)
 
     def central(h: float) -> float:
         r = land.risk(torch.stack([theta + h * u, theta - h * u, theta]))
@@ -253,7 +225,7 @@ def split_saddle(landscape: Landscape, theta, layer: int, neuron: int, alpha: fl
     [0, 1] that of the largest; ``predicted`` = u^T H u = 2 alpha (1 - alpha) delta^T S delta (|delta| = 1).
     """
     land = _check_landscape(landscape)
-    alpha = _check_real(alpha, "alpha")
+    alpha = check_real(alpha, "alpha")
     S = splitting_matrix(land, theta, layer, neuron)
     lam, vec = torch.linalg.eigh(S)
     k = 0 if alpha * (1 - alpha) > 0 else -1
@@ -272,9 +244,7 @@ def t_global_direction(net: MLP, hidden: Sequence, output: Sequence | None = Non
     copy k and ``output[k]`` (m_L x m_{L-1}, optional) in column block k of W'^[L]; everything else (the
     cross-copy blocks of W'^[l] and b'^[L]) is zero.
     """
-    if not isinstance(net, MLP):
-        raise TypeError(f"net must be an MLP, got {type(net).__name__}")
-    k_hidden = net.num_hidden_params
+    k_hidden = check_mlp(net).num_hidden_params
     hidden = [as_tensor(h, "hidden block").to(D).reshape(-1) for h in hidden]
     if len(hidden) != 3 or any(h.numel() != k_hidden for h in hidden):
         raise ValueError(f"hidden must hold 3 vectors of length M^[L-1] = {k_hidden}, got "
@@ -300,9 +270,7 @@ def t_global_copy_basis(net: MLP) -> Tensor:
     """The matrix E (M' x 3 M^[L-1]) whose column (k, p) is the unit vector e_p of theta^[L-1] placed on copy k of
     T_global (:func:`t_global_direction`); E^T H_S(T_global theta) E is the principal sub-Hessian of Lemma 6.1's
     proof, [[H1, H1, -H1], [H1, H1, -H1], [-H1, -H1, H1]] + diag(H2, H2, -H2)."""
-    if not isinstance(net, MLP):
-        raise TypeError(f"net must be an MLP, got {type(net).__name__}")
-    k = net.num_hidden_params
+    k = check_mlp(net).num_hidden_params
     eye, zero = torch.eye(k, dtype=D), torch.zeros(k, dtype=D)
     cols = [t_global_direction(net, [eye[p] if c == copy else zero for c in range(3)])
             for copy in range(3) for p in range(k)]
@@ -383,28 +351,26 @@ def random_compatible(net: MLP, copies: Sequence[int], nulls: Sequence[int], see
     neurons (appended in this order); alpha is drawn by
     :func:`embedding_principle.critical_sets.random_compatible_alpha` (Conditions 1-2 by construction, scale
     ``spread``). For a net without output bias the null neurons of layer L-1 must output sigma(b*) = 0 (the
-    output-bias caveat of paper B Prop. 4.2): their alpha_b is shifted so that b* = 0, which needs sigma(0) = 0.
+    output-bias caveat of paper B Prop. 4.1): their alpha_b is shifted so that b* = 0, which needs sigma(0) = 0.
     The result is checked by ``general_compatible(strict=True)``.
     """
-    from .critical_sets import compatibility_multipliers, random_compatible_alpha
+    from .critical_sets import random_compatible_alpha
 
-    if not isinstance(net, MLP):
-        raise TypeError(f"net must be an MLP, got {type(net).__name__}")
-    hidden = net.widths[1:-1]
-    copies = [_check_int(c, "copies entry") for c in copies]
-    nulls = [_check_int(c, "nulls entry") for c in nulls]
+    hidden = check_mlp(net).widths[1:-1]
+    copies = [check_int(c, "copies entry") for c in copies]
+    nulls = [check_int(c, "nulls entry") for c in nulls]
     if len(copies) != len(hidden) or len(nulls) != len(hidden) or min(copies + nulls) < 0:
         raise ValueError(f"copies and nulls need one non-negative integer per hidden layer ({len(hidden)} for {net})")
     fix_last = nulls[-1] > 0 and not net.output_bias
     if fix_last and abs(net.activation(torch.zeros(1, dtype=D)).item()) > 1e-15:
         raise ValueError(f"{net} has no output bias, so null neurons of layer {net.L - 1} need a constant output "
                          f"sigma(b*) = 0; sigma(0) != 0 for {net.activation.name}: put null neurons in other layers")
-    gen = torch.Generator().manual_seed(_check_int(seed, "seed"))
+    gen = torch.Generator().manual_seed(check_int(seed, "seed"))
     index_map = [list(range(m)) + torch.randint(m, (c,), generator=gen).tolist() + [NULL] * z
                  for m, c, z in zip(hidden, copies, nulls)]
-    alpha = [list(layer) for layer in random_compatible_alpha(net, index_map, seed, _check_real(spread, "spread"))]
+    alpha = [list(layer) for layer in random_compatible_alpha(net, index_map, seed, check_real(spread, "spread"))]
     if fix_last:  # b*_i = (constant input from null neurons) + alpha_b_i: subtract the current b*
-        b_star = compatibility_multipliers(general_compatible(net, index_map, alpha, strict=False)).b_star[net.L - 1]
+        b_star = general_compatible(net, index_map, alpha, strict=False).b_star[net.L - 1]
         alpha[net.L - 2][1] = alpha[net.L - 2][1] - b_star
     return general_compatible(net, index_map, [tuple(layer) for layer in alpha], strict=True)
 
@@ -565,9 +531,7 @@ def descent_check(landscape: Landscape, theta, u, steps: Sequence[float]) -> tup
     """
     land = _check_landscape(landscape)
     theta = _one_theta(land, theta)
-    u = as_tensor(u, "u").to(D).reshape(-1)
-    if u.numel() != theta.numel():
-        raise ValueError(f"u has {u.numel()} entries, the landscape has {theta.numel()} parameters")
+    u = _direction(theta, u)
     if u.norm() == 0:
         raise ValueError("u must be a nonzero direction")
     u = u / u.norm()
@@ -575,9 +539,7 @@ def descent_check(landscape: Landscape, theta, u, steps: Sequence[float]) -> tup
     R0 = land.risk(theta).item()
     rows = []
     for t in steps:
-        t = _check_real(t, "step size")
-        if t <= 0:
-            raise ValueError(f"step sizes must be positive, got {t}")
+        t = check_real(t, "step size", positive=True)
         rows.append(DescentRow(t, land.risk(theta + t * u).item() - R0, land.risk(theta - t * u).item() - R0,
                                lam * t * t / 2))
     return lam, rows

@@ -27,7 +27,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from .network import ACTIVATIONS, MLP, Activation
+from .network import ACTIVATIONS, MLP, Activation, check_mlp
 
 __all__ = ["permute", "rescale", "rescale_tangent", "rescale_tangents", "homogeneity_degree", "min_abs_preactivation",
            "KNOWN_HOMOGENEOUS"]
@@ -39,29 +39,7 @@ _PROBE = torch.linspace(-3.0, 3.0, 61, dtype=torch.float64)
 _BETAS = (0.5, 2.0, 3.7)
 
 
-# ----------------------------------------------------------------------------- argument checks
-def _check_net(net) -> MLP:
-    if not isinstance(net, MLP):
-        raise TypeError(f"net must be an MLP, got {type(net).__name__}")
-    return net
-
-
-def _check_layer(net: MLP, layer) -> int:
-    if isinstance(layer, bool) or not isinstance(layer, numbers.Integral):
-        raise TypeError(f"layer must be an integer, got {layer!r}")
-    if not 1 <= layer <= net.L - 1:
-        raise ValueError(f"layer must be a hidden layer in 1..{net.L - 1} for {net}, got {layer}")
-    return int(layer)
-
-
-def _check_neuron(net: MLP, layer: int, neuron) -> int:
-    if isinstance(neuron, bool) or not isinstance(neuron, numbers.Integral):
-        raise TypeError(f"neuron must be an integer, got {neuron!r}")
-    if not 0 <= neuron < net.widths[layer]:
-        raise ValueError(f"neuron must be in 0..{net.widths[layer] - 1} (layer {layer} of {net}), got {neuron}")
-    return int(neuron)
-
-
+# ----------------------------------------------------------------------------- layout
 def _slices(net: MLP, layer: int) -> tuple[Tensor, Tensor, Tensor]:
     """Flat indices of W^[l] (m_l, m_{l-1}), b^[l] (m_l) and W^[l+1] (m_{l+1}, m_l) in theta."""
     idx = torch.arange(net.num_params)
@@ -83,7 +61,7 @@ def permute(net: MLP, theta, layer: int, perm: Sequence[int]) -> Tensor:
         layer: hidden layer l in 1..L-1.
         perm: a permutation of 0..m_l-1 (list, tuple or integer tensor).
     """
-    layer = _check_layer(_check_net(net), layer)
+    layer = check_mlp(net).check_layer(layer)
     theta = net.check_theta(theta)
     m = net.widths[layer]
     values = perm.tolist() if hasattr(perm, "tolist") else perm
@@ -153,31 +131,28 @@ def rescale(net: MLP, theta, layer: int, neuron: int, beta: float) -> Tensor:
     Raises ValueError when the activation is not positively homogeneous (see :func:`homogeneity_degree`)
     or beta <= 0.
     """
-    layer = _check_layer(_check_net(net), layer)
-    neuron = _check_neuron(net, layer, neuron)
     beta = _check_beta(beta)
-    p = homogeneity_degree(net.activation)
-    theta = net.check_theta(theta)
-    W, b, W_next = _slices(net, layer)
-    scale = torch.ones(net.num_params, dtype=theta.dtype, device=theta.device)
-    scale[W[neuron]] = beta
-    scale[b[neuron]] = beta
-    scale[W_next[:, neuron]] = beta ** -p
-    return theta * scale
+    return _scale_neuron(net, theta, layer, neuron, 1.0, lambda p: (beta, beta ** -p))
 
 
 def rescale_tangent(net: MLP, theta, layer: int, neuron: int) -> Tensor:
     """d/dbeta S^beta_{l,s} theta at beta = 1: (W^[l]_{s,:}, b^[l]_s) on the input side, -p W^[l+1]_{:,s} on the
     output side, zero elsewhere. At a critical point it lies in the kernel of the Hessian (module docstring)."""
-    layer = _check_layer(_check_net(net), layer)
-    neuron = _check_neuron(net, layer, neuron)
-    p = homogeneity_degree(net.activation)
+    return _scale_neuron(net, theta, layer, neuron, 0.0, lambda p: (1.0, -p))
+
+
+def _scale_neuron(net: MLP, theta, layer, neuron, rest: float, factors) -> Tensor:
+    """theta times a coefficient vector: ``factors(p) = (inner, outer)`` on the input weights and bias of neuron s of
+    layer l and on its output column W^[l+1]_{:,s} (p the homogeneity degree), ``rest`` on every other entry."""
+    layer = check_mlp(net).check_layer(layer)
+    neuron = net.check_neuron(layer, neuron)
+    inner, outer = factors(homogeneity_degree(net.activation))
     theta = net.check_theta(theta)
     W, b, W_next = _slices(net, layer)
-    coef = torch.zeros(net.num_params, dtype=theta.dtype, device=theta.device)
-    coef[W[neuron]] = 1.0
-    coef[b[neuron]] = 1.0
-    coef[W_next[:, neuron]] = -p
+    coef = torch.full((net.num_params,), rest, dtype=theta.dtype, device=theta.device)
+    coef[W[neuron]] = inner
+    coef[b[neuron]] = inner
+    coef[W_next[:, neuron]] = outer
     return theta * coef
 
 
@@ -187,7 +162,7 @@ def rescale_tangents(net: MLP, theta) -> Tensor:
     Their number of linearly independent columns is the number of neurons with a nonzero tangent, i.e. whose
     input weights and bias or output column are nonzero (paper A App. A.1 counts neurons with both nonzero).
     """
-    _check_net(net)
+    check_mlp(net)
     return torch.stack([rescale_tangent(net, theta, l, s) for l in range(1, net.L) for s in range(net.widths[l])], 1)
 
 
@@ -198,8 +173,6 @@ def min_abs_preactivation(net: MLP, theta, x) -> float:
     data (the library's subgradient convention sigma'(0) = 0 plays no role). A rescaling S^beta (beta > 0) multiplies
     the pre-activations of neuron s by beta and leaves all others unchanged, so it never moves a sample onto a kink.
     """
-    theta = _check_net(net).check_theta(theta)
-    if theta.ndim != 1:
-        raise ValueError("min_abs_preactivation takes one parameter vector, not a batch")
+    theta = check_mlp(net).check_one_theta(theta, "min_abs_preactivation")
     feats, layers = net.features(theta, x), net.unflatten(theta)
     return min((feats[l - 1] @ W.T + b).abs().min().item() for l, (W, b) in enumerate(layers[:-1], start=1))
