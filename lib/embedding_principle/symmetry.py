@@ -31,7 +31,7 @@ from torch import Tensor
 
 from .embeddings import Embedding, general_compatible
 from .landscape import Landscape
-from .network import MLP, Activation, as_tensor
+from .network import MLP, Activation, as_tensor, check_mlp
 from .reduction import Reduction, reduce
 
 __all__ = ["is_odd", "bias_indices", "reflect", "odd_distance", "bias_ratio", "even_part", "SectorCurvature",
@@ -42,10 +42,7 @@ D = torch.float64
 
 
 # ----------------------------------------------------------------------------- checks
-def _check_net(net) -> MLP:
-    if not isinstance(net, MLP):
-        raise TypeError(f"net must be an MLP, got {type(net).__name__}")
-    return net
+_check_net = check_mlp  # the library's one MLP argument check (network.check_mlp)
 
 
 def _check_two_layer(net: MLP, what: str) -> MLP:
