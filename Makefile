@@ -9,6 +9,11 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 BOOK_FLAGS := -W -n --keep-going --all
+# A published build: `make book REPOSITORY_URL=https://github.com/OWNER/REPO [BRANCH=main]` adds the repository
+# link and the Binder/Colab launch buttons (tools/book_config.py writes _config.launch.yml).
+REPOSITORY_URL ?=
+BRANCH ?= main
+BOOK_CONFIG := $(if $(REPOSITORY_URL),--config _config.launch.yml,)
 export EP_PROGRESS ?= 0
 export PYTHONHASHSEED := 0
 
@@ -48,7 +53,8 @@ browser:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 book: setup
-	$(BIN)/jupyter-book build $(BOOK_FLAGS) .
+	$(if $(REPOSITORY_URL),$(BIN)/python tools/book_config.py $(REPOSITORY_URL) $(BRANCH))
+	$(BIN)/jupyter-book build $(BOOK_FLAGS) $(BOOK_CONFIG) .
 	@echo "Open _build/html/index.html"
 
 data: setup

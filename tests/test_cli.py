@@ -75,6 +75,43 @@ def test_regenerate(cli):
     assert len(list(cli.data.glob("t_cli-*.npz"))) == 2
 
 
+DEPENDENT = textwrap.dedent("""
+    import os
+    from pathlib import Path
+    import numpy as np
+    from embedding_principle import cache
+    from embedding_principle.cache import experiment
+
+    @experiment("t_user", default_config={"k": 1})
+    def t_user(config):
+        \"\"\"Uses t_base, registered after it.\"\"\"
+        return {"v": cache.run("t_base")["v"] + config["k"]}
+
+    @experiment("t_base", default_config={"n": 3})
+    def t_base(config):
+        \"\"\"Counts its computations in $T_BASE_COUNT.\"\"\"
+        counter = Path(os.environ["T_BASE_COUNT"])
+        counter.write_text(str(int(counter.read_text() or 0) + 1) if counter.exists() else "1")
+        return {"v": np.arange(config["n"])}
+""")
+
+
+def test_regenerate_computes_a_shared_input_once(tmp_path):
+    """From an empty data/, t_user computes t_base on demand; regenerate must not compute t_base a second time."""
+    (tmp_path / "ep_dep_mod.py").write_text(DEPENDENT)
+    counter = tmp_path / "count"
+    env = {**os.environ, "EP_DATA_DIR": str(tmp_path / "data"), "EP_EXPERIMENT_MODULES": "ep_dep_mod",
+           "T_BASE_COUNT": str(counter), "PYTHONPATH": str(tmp_path) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    out = subprocess.run([sys.executable, "-m", "embedding_principle", "regenerate", "t_user", "t_base"], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert counter.read_text() == "1"
+    assert "t_base (default config): already recomputed in this run" in out.stdout
+    out = subprocess.run([sys.executable, "-m", "embedding_principle", "regenerate", "t_base"], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and counter.read_text() == "2"    # a new regeneration recomputes it
+
+
 def test_library_experiment_at_tiny_scale(cli):
     out = cli("run", "fig1_narrow_critical_points", "--config", '{"runs": 2, "steps": 50}')
     assert out.returncode == 0, out.stderr

@@ -75,3 +75,11 @@ def test_notebook_is_committed_executed_in_order_with_python3_kernel(nb):
         for out in c.get("outputs", []):
             assert out["output_type"] != "error", f"{nb.name} has a stored error output"
             assert out.get("name") != "stderr", f"{nb.name} writes to stderr (nbval compares it)"
+
+
+def test_every_library_module_is_on_the_reference_page():
+    page = (ROOT / "book" / "api.md").read_text()
+    package = ROOT / "lib" / "embedding_principle"
+    modules = [p.stem for p in package.glob("*.py") if not p.stem.startswith("_")] + ["experiments"]
+    missing = [m for m in modules if f"automodule:: embedding_principle.{m}\n" not in page]
+    assert not missing, f"book/api.md does not document: {missing}"

@@ -17,7 +17,24 @@ Luo, Xu, J. Mach. Learn. 2022):
 * :mod:`~embedding_principle.diagrams`   -- network diagrams drawn from actual parameters
 """
 
-from .backprop import backprop, risk_and_grad
+import os as _os
+import sys as _sys
+
+
+def _default_progress() -> None:
+    """Progress bars of long computations (training, cache recomputes) show only when someone watches.
+
+    With ``EP_PROGRESS`` unset: on in a terminal or a Jupyter kernel, off otherwise. Executed builds and CI set
+    ``EP_PROGRESS=0`` (the Makefile, ``tools/execute_notebooks.py``), so stored outputs never hold a progress bar.
+    """
+    watched = "ipykernel" in _sys.modules or bool(getattr(_sys.stderr, "isatty", lambda: False)())
+    if "EP_PROGRESS" not in _os.environ and watched:
+        _os.environ["EP_PROGRESS"] = "1"
+
+
+_default_progress()
+
+from .backprop import backprop, risk_and_grad  # noqa: E402
 from .critical import ConvergenceError, CriticalPoint, find_critical_point
 from .embeddings import (NULL, Embedding, compose, critical_subspace, equal_split, general_compatible, null,
                          split_operators, splitting, t_global, t_gn)

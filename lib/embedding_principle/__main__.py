@@ -18,6 +18,7 @@ Exit codes: 0 success, 1 a corrupt cache, failed verification or failed experime
 from __future__ import annotations
 
 import argparse
+import datetime as _dt
 import json
 import os
 import sys
@@ -128,13 +129,25 @@ def _cmd_regenerate(args) -> int:
         jobs += [(e["name"], e["config"]) for e in cache.status(data_dir=args.data_dir)
                  if e["name"] in names and e["config"] != cache.lookup(e["name"]).resolve(None)]
     total = time.perf_counter()
+    began = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0)
     for name, config in jobs:
+        label = "default config" if config is None else cache.canonical_json(config)
+        if _stored_since(name, config, began, args.data_dir):
+            print(f"{name} ({label}): already recomputed in this run, as an input of an earlier one", flush=True)
+            continue
         start = time.perf_counter()
         cache.run(name, config, force=True, data_dir=args.data_dir)
-        label = "default config" if config is None else cache.canonical_json(config)
         print(f"{name} ({label}): {time.perf_counter() - start:.2f} s", flush=True)
     print(f"regenerated {len(jobs)} experiment(s) in {time.perf_counter() - total:.1f} s")
     return EXIT_OK
+
+
+def _stored_since(name: str, config: dict | None, since: _dt.datetime, data_dir) -> bool:
+    """Whether ``name`` at ``config`` was stored, by current code, at or after ``since`` (e.g. computed on demand
+    by another experiment earlier in the same regeneration, which then need not be recomputed)."""
+    resolved = cache.lookup(name).resolve(config)
+    return any(e["current"] and e["exists"] and e.get("config") == resolved
+               and _dt.datetime.fromisoformat(e["created"]) >= since for e in cache.status(name, data_dir=data_dir))
 
 
 def _cmd_report(args) -> int:
