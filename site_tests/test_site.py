@@ -153,9 +153,27 @@ def test_every_image_has_alt_text(doc):
     """Readers who cannot see a figure get a sentence about it (cell metadata mystnb.image.alt), never a file name."""
     for src, alt in refs(html_of(doc)).images:
         alt = (alt or "").strip()
+        if "_static/" in src:              # the theme's own icons (e.g. the Binder and Colab logos): a short name
+            assert alt, f"{doc}: theme image {src} has no alt text"
+            continue
         assert len(alt.split()) >= 6, f"{doc}: image {src} has no descriptive alt text ({alt!r})"
         assert not re.search(r"\.(png|svg|jpe?g)\b", alt) and "/" not in alt.split()[0], \
             f"{doc}: the alt text of {src} is a file name: {alt!r}"
+
+
+@pytest.mark.parametrize("doc", PAGES)
+def test_every_figure_is_numbered_and_captioned(doc):
+    """Each notebook figure renders as "Figure N" with a caption, and the book's stylesheet gives it one width."""
+    source = html_of(doc).read_text(encoding="utf-8")
+    images = [src for src, _ in refs(html_of(doc)).images if "_images/" in src]
+    numbered = re.findall(r'<span class="caption-number">Figure \d+ </span>', source)
+    assert len(numbered) == len(images), f"{doc}: {len(images)} figure images but {len(numbered)} numbered captions"
+    assert 'href="../_static/book.css' in source or 'href="_static/book.css' in source, f"{doc}: book.css not linked"
+
+
+def test_book_stylesheet_sets_one_figure_width():
+    css = (SITE / "_static" / "book.css").read_text()
+    assert re.search(r"main figure img,\s*main \.cell_output img\s*\{[^}]*width: 100%;[^}]*max-width: 700px", css)
 
 
 def _picture_size(path: Path) -> tuple[int, int]:

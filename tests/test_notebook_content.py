@@ -80,3 +80,51 @@ def test_every_figure_has_alt_text(nb):
         assert len(alt.split()) >= 6, (f"{nb.name}, cell {i}: a figure needs alt text of a sentence or more in the "
                                        f"cell metadata mystnb.image.alt, got {alt!r}")
         assert not re.search(r"\.(png|svg|jpe?g)\b", alt), f"{nb.name}, cell {i}: alt text is a file name: {alt!r}"
+
+
+def _figure(cell: dict) -> dict:
+    return cell["metadata"].get("mystnb", {}).get("figure", {})
+
+
+def _all_markdown() -> str:
+    pages = [_markdown(_load(nb)) for nb in NOTEBOOKS] + [p.read_text() for p in sorted((ROOT / "book").glob("*.md"))]
+    return "\n".join(pages)
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_figure_is_numbered_captioned_and_referenced(nb):
+    """A figure is a numbered, captioned figure (cell metadata mystnb.figure) that the prose cites with {numref}."""
+    data = _load(nb)
+    prose = _markdown(data)
+    for i, cell in _image_cells(data):
+        fig = _figure(cell)
+        name, caption = fig.get("name", ""), fig.get("caption", "")
+        assert re.fullmatch(r"fig-[a-z0-9-]+", name), f"{nb.name}, cell {i}: mystnb.figure.name must be fig-..., got {name!r}"
+        assert len(caption.split()) >= 5, f"{nb.name}, cell {i}: figure {name} needs a caption (mystnb.figure.caption)"
+        assert re.search(r"\{numref\}`([^`<]*<)?" + re.escape(name) + r">?`", prose), \
+            f"{nb.name}: figure {name} is never cited with {{numref}} in the prose"
+
+
+EQ_LABEL = re.compile(r"\$\$\s*\(([\w-]+)\)")
+FIG_NAME = re.compile(r"fig-[a-z0-9-]+")
+
+
+def test_figure_names_and_equation_labels_are_unique_across_the_book():
+    names = [_figure(c).get("name") for nb in NOTEBOOKS for _, c in _image_cells(_load(nb))]
+    names = [n for n in names if n]
+    labels = EQ_LABEL.findall(_all_markdown())
+    for kind, items in (("figure name", names), ("equation label", labels)):
+        dup = sorted({x for x in items if items.count(x) > 1})
+        assert not dup, f"duplicate {kind}s: {dup}"
+
+
+def test_every_equation_and_figure_reference_has_a_target():
+    text = _all_markdown()
+    labels = set(EQ_LABEL.findall(text))
+    names = {_figure(c).get("name") for nb in NOTEBOOKS for _, c in _image_cells(_load(nb))}
+    for ref in re.findall(r"\{eq\}`([^`]+)`", text):
+        assert ref in labels, f"{{eq}} reference to an unknown equation label {ref!r}"
+    for ref in re.findall(r"\{numref\}`([^`]+)`", text):
+        target = ref.split("<")[-1].rstrip(">").strip()
+        if target.startswith("fig-"):
+            assert target in names, f"{{numref}} reference to an unknown figure {target!r}"
