@@ -63,7 +63,7 @@ def test_miss_then_hit(ddir):
     assert entry["file"] == path.name and entry["code_hash"] == exp.code_hash
     assert entry["sha256"] == cache._sha256_file(path)
     assert set(entry["versions"]) == {"embedding_principle", "python", "torch", "numpy"}
-    assert entry["created"].endswith("+00:00") and entry["wall_time_s"] >= 0
+    assert entry["created"].endswith("+00:00") and entry["wall_time_s"] >= 0 and entry["input_wall_time_s"] == 0
     assert len(entry["config_hash"]) == 64 and len(entry["key"]) == 64
     cache.run("t_square", force=True, data_dir=ddir)
     assert CALLS["n"] == 2
@@ -121,6 +121,70 @@ def test_depends_enter_the_code_hash():
     cache.experiment("t_dep2", depends=(other_helper,))(t_square)
     assert cache.lookup("t_dep1").code_hash != cache.lookup("t_dep2").code_hash
     assert cache.lookup("t_dep1").code_hash != cache.lookup("t_square").code_hash
+
+
+def _hash_of(source: str, tmp_path, module: str) -> str:
+    """code_hash of experiment "t_h" defined by ``source`` (written to a module file, so inspect finds its source)."""
+    import importlib.util
+    path = tmp_path / f"{module}.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location(module, path)
+    spec.loader.exec_module(importlib.util.module_from_spec(spec))
+    return cache.lookup("t_h").code_hash
+
+
+BASE_SOURCE = '''
+from embedding_principle import cache
+
+
+@cache.experiment("t_h")
+def fn(config):
+    """Doc: theta <= 1, \u03b8."""
+    # a comment
+    return {{"v": 1}}
+'''
+
+
+@pytest.mark.parametrize("edit, changes", [
+    (lambda s: s.replace("Doc: theta <= 1, \u03b8.", "Better doc, over\n    two lines \u03b8."), False),
+    (lambda s: s.replace("# a comment", "# another comment\n\n"), False),
+    (lambda s: s.replace('{{"v": 1}}', '{{"v": 2}}'), True),
+    (lambda s: s.replace("    return", "    x = 0\n    return"), True),
+])
+def test_code_hash_ignores_docstrings_and_comments_only(tmp_path, edit, changes):
+    assert edit(BASE_SOURCE) != BASE_SOURCE
+    base = _hash_of(BASE_SOURCE.format(), tmp_path, "t_h_base")
+    other = _hash_of(edit(BASE_SOURCE).format(), tmp_path, "t_h_edited")
+    assert (other != base) == changes
+
+
+def test_code_text_cuts_docstrings_by_position():
+    src = ('def f(a):  # kept\n    """\u03b8 doc,\n    still \u03b8."""\n    # gone\n\n    class C:\n'
+           '        """C."""\n        y = "\u03b8"\n    return a\n')
+    assert cache.code_text(src) == 'def f(a):  # kept\n    class C:\n        y = "\u03b8"\n    return a'
+
+
+def test_wall_time_of_inputs_computed_on_demand_is_not_counted_twice(ddir):
+    import time
+
+    @cache.experiment("t_inner")
+    def inner(config):
+        time.sleep(0.5)
+        return {"v": np.array(1)}
+
+    @cache.experiment("t_outer")
+    def outer(config):
+        time.sleep(0.05)
+        return {"v": cache.run("t_inner", data_dir=ddir)["v"] + 1}
+
+    assert cache.run("t_outer", data_dir=ddir)["v"] == 2
+    e = {x["name"]: x for x in entries(ddir).values()}
+    assert e["t_inner"]["wall_time_s"] >= 0.5 and e["t_inner"]["input_wall_time_s"] == 0
+    assert e["t_outer"]["input_wall_time_s"] >= 0.5
+    assert 0.05 <= e["t_outer"]["wall_time_s"] < 0.45          # its own time only
+    cache.run("t_outer", force=True, data_dir=ddir)             # inner is cached now: nothing on demand
+    e = {x["name"]: x for x in entries(ddir).values()}
+    assert e["t_outer"]["input_wall_time_s"] < 0.05
 
 
 def flip_byte(path, offset=-40):

@@ -14,9 +14,10 @@ Storage (``data/`` of the repository, or ``$EP_DATA_DIR``):
 
 * ``<name>-<key12>.npz``: the results (``np.savez_compressed``; nested dicts flattened with '/'
   keys; no pickles). ``key`` = sha256 of the canonical JSON of (name, config, code hash), the code
-  hash being the sha256 of the experiment function's source (and of any ``depends`` sources).
+  hash being the sha256 of the experiment function's source (and of any ``depends`` sources), without
+  docstrings and comments (:func:`code_text`): editing documentation keeps results current.
 * ``manifest.json``: per file the name, config, hashes, the file's sha256, versions, wall time
-  and creation time (UTC).
+  (the experiment's own; ``input_wall_time_s``: other experiments it computed on demand) and creation time (UTC).
 
 Rules: a valid stored result is loaded; a missing one is computed; one whose code changed is
 recomputed and replaces the stale file; several configurations of one experiment coexist.
@@ -29,6 +30,7 @@ regenerates it (``run(..., force=True)`` keeps a copy of the damaged file as ``*
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import datetime as _dt
 import hashlib
@@ -40,6 +42,7 @@ import marshal
 import os
 import platform
 import tempfile
+import textwrap
 import threading
 import time
 from dataclasses import dataclass, field
@@ -56,6 +59,7 @@ log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
 _REGISTRY: dict[str, "Experiment"] = {}
 _THREAD_LOCK = threading.RLock()
+_TIMING = threading.local()   # .inputs: seconds spent computing other experiments on demand inside the current one
 
 
 class CorruptCacheError(ValueError):
@@ -81,14 +85,46 @@ def _sha256_file(path: Path) -> str:
 
 
 def _source_of(obj: Any) -> bytes:
-    """The source text of a function or module (bytecode when no source is available)."""
+    """The code of a function or module as hashed: its source without docstrings, comments and blank lines
+    (bytecode when no source is available).
+
+    Editing documentation therefore keeps cached results current, while any change to code invalidates them.
+    Docstrings are located with :mod:`ast` and cut out of the source text by position, so the hash is the same
+    on every supported Python (an ``ast.dump`` or token stream would differ between 3.10 and 3.12).
+    """
     try:
-        return inspect.getsource(obj).encode()
+        source = inspect.getsource(obj)
     except (OSError, TypeError):
         code = getattr(obj, "__code__", None)
         if code is None:
             raise TypeError(f"cannot hash the code of {obj!r}: no source and no bytecode") from None
         return marshal.dumps(code)
+    return code_text(source).encode()
+
+
+def code_text(source: str) -> str:
+    """``source`` without docstrings, full-line comments, trailing blanks and blank lines (the text that
+    :attr:`Experiment.code_hash` hashes)."""
+    source = textwrap.dedent(source)
+    lines = source.splitlines()
+    for lo, lo_col, hi, hi_col in sorted(_docstring_spans(ast.parse(source)), reverse=True):
+        # ast columns count UTF-8 bytes
+        head, tail = lines[lo - 1].encode()[:lo_col], lines[hi - 1].encode()[hi_col:]
+        lines[lo - 1:hi] = [(head + tail).decode()]
+    kept = (line.rstrip() for line in lines)
+    return "\n".join(line for line in kept if line and not line.lstrip().startswith("#"))
+
+
+def _docstring_spans(tree: ast.AST) -> list[tuple[int, int, int, int]]:
+    """(line, column, end line, end column) of every module, class and function docstring in ``tree``."""
+    spans = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if (isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant)
+                    and isinstance(first.value.value, str)):
+                spans.append((first.lineno, first.col_offset, first.end_lineno, first.end_col_offset))
+    return spans
 
 
 def _normalise_config(config: Any) -> dict:
@@ -377,9 +413,7 @@ def _load_checked(exp: Experiment, config: dict, ddir: Path, fname: str) -> dict
 
 
 def _compute(exp: Experiment, config: dict, ddir: Path, fname: str) -> dict:
-    start = time.perf_counter()
-    flat = _flatten(exp.fn(json.loads(canonical_json(config))))
-    wall = time.perf_counter() - start
+    flat, wall, inputs = _timed(exp, config)
     ddir.mkdir(parents=True, exist_ok=True)
     with _locked(ddir):
         entries = _read_manifest(ddir)
@@ -390,7 +424,7 @@ def _compute(exp: Experiment, config: dict, ddir: Path, fname: str) -> dict:
             "config_hash": _sha256_bytes(canonical_json(config).encode()),
             "code_hash": exp.code_hash, "key": exp.key(config), "file": fname,
             "sha256": _sha256_file(ddir / fname), "versions": _versions(),
-            "wall_time_s": round(wall, 3),
+            "wall_time_s": round(wall, 3), "input_wall_time_s": round(inputs, 3),
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         }
         stale = [f for f, e in entries.items() if f != fname and e.get("name") == exp.name
@@ -402,6 +436,24 @@ def _compute(exp: Experiment, config: dict, ddir: Path, fname: str) -> dict:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(ddir / f)
     return _load_npz(ddir / fname)
+
+
+def _timed(exp: Experiment, config: dict) -> tuple[dict[str, np.ndarray], float, float]:
+    """Run ``exp`` at ``config``: (flattened results, its own wall time, wall time of the inputs it computed).
+
+    An experiment that computes another one on demand (e.g. a reduction whose training run is missing) must not
+    count that time as its own, or the manifest's wall times would add up to more than the work done.
+    """
+    outer = getattr(_TIMING, "inputs", None)
+    _TIMING.inputs = 0.0
+    start = time.perf_counter()
+    try:
+        flat = _flatten(exp.fn(json.loads(canonical_json(config))))
+    finally:
+        total = time.perf_counter() - start
+        inputs = _TIMING.inputs
+        _TIMING.inputs = None if outer is None else outer + total
+    return flat, total - inputs, inputs
 
 
 def _keep_damaged(ddir: Path, fname: str, entry: dict | None) -> None:

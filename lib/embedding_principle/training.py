@@ -211,7 +211,9 @@ def train(net: MLP, x, y, theta0, *, loss: LossLike = "mse", optimizer: str = "g
         snapshot_steps: steps at which to keep a copy of theta.
         device: ``"cpu"`` (default) or e.g. ``"cuda"`` (never required).
         dtype: ``torch.float64`` (default) or ``torch.float32``.
-        progress: show a tqdm bar; None means on only if the environment variable EP_PROGRESS is "1".
+        progress: show a tqdm bar; None means on only if the environment variable EP_PROGRESS is "1", which
+            importing the package sets when nobody set it and a person watches (a terminal or a Jupyter
+            kernel); builds and CI set EP_PROGRESS=0.
         seed: recorded in the result for provenance.
 
     Raises:
