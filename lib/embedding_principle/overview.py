@@ -88,10 +88,26 @@ class Principle:
                 "final_loss": float(self.runs["literal"][1][-1]), "kicked_final_loss": float(self.runs["kicked"][1][-1])}
 
 
-def _plateau(result: dict, step: int) -> tuple[int, Tensor]:
-    run = result["runs"]["literal_s0"]
-    i = int(np.argmin(np.abs(np.log(np.maximum(run["snap_steps"], 1) / step))))
-    return int(run["snap_steps"][i]), torch.as_tensor(run["snapshots"][i])
+def _plateau(run: dict, epoch: int) -> tuple[int, Tensor, float]:
+    """The snapshot of ``run`` nearest to ``epoch`` (log scale): its step, parameters and loss."""
+    i = fig1.nearest_index(run["snap_steps"], epoch)
+    return int(run["snap_steps"][i]), torch.as_tensor(run["snapshots"][i]), float(run["snap_loss"][i])
+
+
+def _splits(narrow: MLP, theta1: Tensor, x: Tensor, y: Tensor,
+            max_width: int) -> tuple[float, tuple[Inertia, ...], tuple[float, ...], tuple[float, ...]]:
+    """Inertia, ||grad R_S|| and |R_S - R_S(theta_1)| at theta_1 (width 1) and at its equal splits into widths
+    2..max_width (paper A Thm. 1; paper B Thm. 6.2)."""
+    land1 = Landscape(narrow, x, y)
+    risk1 = land1.risk(theta1).item()
+    inertias, grads, gaps = [inertia(land1.hessian(theta1))], [land1.grad(theta1).norm().item()], [0.0]
+    for k in range(2, max_width + 1):
+        T = equal_split(narrow, layer=1, neuron=0, k=k)
+        land, theta = Landscape(T.target, x, y), T(theta1)
+        inertias.append(inertia(land.hessian(theta)))
+        grads.append(land.grad(theta).norm().item())
+        gaps.append(abs(land.risk(theta).item() - risk1))
+    return risk1, tuple(inertias), tuple(grads), tuple(gaps)
 
 
 def principle_in_one_picture(max_width: int = 8, plateau_epoch: int = 5000) -> Principle:
@@ -102,36 +118,26 @@ def principle_in_one_picture(max_width: int = 8, plateau_epoch: int = 5000) -> P
     """
     max_width = check_int(max_width, "max_width", minimum=2)
     result = cache.run("fig1_two_stages")
+    lit, kicked = result["runs"]["literal_s0"], result["runs"]["kick_0.3"]
     x, y = fig1_data()
     narrow = MLP((1, 1, 1), "tanh", output_bias=False)
     theta1 = torch.as_tensor(result["references"]["width1"]["theta"])
-    risk1 = Landscape(narrow, x, y).risk(theta1).item()
     grid = torch.linspace(*GRID, dtype=torch.float64)[:, None]
 
-    step, theta_plat = _plateau(result, plateau_epoch)
+    step, theta_plat, plateau_loss = _plateau(lit, plateau_epoch)
     wide = MLP((1, theta_plat.numel() // 3, 1), "tanh", output_bias=False)
     (_, _), (a, _) = wide.unflatten(symmetry.canonical_signs(wide, theta_plat))
     T = symmetry.share_split(narrow, a[0] / a.sum())                     # the plateau's own output shares
     f_narrow, f_embedded = narrow.forward(theta1, grid)[:, 0], wide.forward(T(theta1), grid)[:, 0]
-    f_plateau = wide.forward(theta_plat, grid)[:, 0]
     plateau_gap = (wide.forward(theta_plat, x) - narrow.forward(theta1, x)).abs().max().item()
+    risk1, inertias, grads, gaps = _splits(narrow, theta1, x, y, max_width)
 
-    inertias, grads, risk_gaps = [inertia(Landscape(narrow, x, y).hessian(theta1))], [0.0], [0.0]
-    for k in range(2, max_width + 1):
-        Tk = equal_split(narrow, layer=1, neuron=0, k=k)
-        land, theta = Landscape(Tk.target, x, y), Tk(theta1)
-        inertias.append(inertia(land.hessian(theta)))
-        grads.append(land.grad(theta).norm().item())
-        risk_gaps.append(abs(land.risk(theta).item() - risk1))
-    grads[0] = Landscape(narrow, x, y).grad(theta1).norm().item()
-
-    lit, kicked = result["runs"]["literal_s0"], result["runs"]["kick_0.3"]
     after_kick = np.asarray(kicked["steps"]) >= fig1.DEFAULT["kick_epoch"]
-    return Principle(x=x, y=y, grid=grid, f_narrow=f_narrow, f_embedded=f_embedded, f_plateau=f_plateau,
-                     narrow_risk=risk1, output_gap=(f_embedded - f_narrow).abs().max().item(), plateau_gap=plateau_gap,
-                     widths=tuple(range(1, max_width + 1)), inertias=tuple(inertias), grad_norms=tuple(grads),
-                     risk_gaps=tuple(risk_gaps), wide_width=wide.widths[1], plateau_step=step,
-                     plateau_loss=float(lit["snap_loss"][list(lit["snap_steps"]).index(step)]),
+    return Principle(x=x, y=y, grid=grid, f_narrow=f_narrow, f_embedded=f_embedded,
+                     f_plateau=wide.forward(theta_plat, grid)[:, 0], narrow_risk=risk1,
+                     output_gap=(f_embedded - f_narrow).abs().max().item(), plateau_gap=plateau_gap,
+                     widths=tuple(range(1, max_width + 1)), inertias=inertias, grad_norms=grads, risk_gaps=gaps,
+                     wide_width=wide.widths[1], plateau_step=step, plateau_loss=plateau_loss,
                      runs={"literal": (np.asarray(lit["steps"]), np.asarray(lit["loss"])),
                            "kicked": (np.asarray(kicked["steps"])[after_kick], np.asarray(kicked["loss"])[after_kick])})
 
