@@ -96,8 +96,8 @@ def _plateau(run: dict, epoch: int) -> tuple[int, Tensor, float]:
 
 def _splits(narrow: MLP, theta1: Tensor, x: Tensor, y: Tensor,
             max_width: int) -> tuple[float, tuple[Inertia, ...], tuple[float, ...], tuple[float, ...]]:
-    """Inertia, ||grad R_S|| and |R_S - R_S(theta_1)| at theta_1 (width 1) and at its equal splits into widths
-    2..max_width (paper A Thm. 1; paper B Thm. 6.2)."""
+    """R_S(theta_1), then the inertia, ||grad R_S|| and |R_S - R_S(theta_1)| at theta_1 (width 1) and at its equal
+    splits into widths 2..max_width (paper A Thm. 1; paper B Thm. 6.2)."""
     land1 = Landscape(narrow, x, y)
     risk1 = land1.risk(theta1).item()
     inertias, grads, gaps = [inertia(land1.hessian(theta1))], [land1.grad(theta1).norm().item()], [0.0]
