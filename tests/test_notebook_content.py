@@ -105,13 +105,17 @@ def test_every_figure_is_numbered_captioned_and_referenced(nb):
             f"{nb.name}: figure {name} is never cited with {{numref}} in the prose"
 
 
+def _figure_names() -> list[str]:
+    """mystnb.figure.name of every figure cell of the book, in order (repeats kept)."""
+    names = (_figure(c).get("name") for nb in NOTEBOOKS for _, c in _image_cells(_load(nb)))
+    return [n for n in names if n]
+
+
 EQ_LABEL = re.compile(r"\$\$\s*\(([\w-]+)\)")
-FIG_NAME = re.compile(r"fig-[a-z0-9-]+")
 
 
 def test_figure_names_and_equation_labels_are_unique_across_the_book():
-    names = [_figure(c).get("name") for nb in NOTEBOOKS for _, c in _image_cells(_load(nb))]
-    names = [n for n in names if n]
+    names = _figure_names()
     labels = EQ_LABEL.findall(_all_markdown())
     for kind, items in (("figure name", names), ("equation label", labels)):
         dup = sorted({x for x in items if items.count(x) > 1})
@@ -121,7 +125,7 @@ def test_figure_names_and_equation_labels_are_unique_across_the_book():
 def test_every_equation_and_figure_reference_has_a_target():
     text = _all_markdown()
     labels = set(EQ_LABEL.findall(text))
-    names = {_figure(c).get("name") for nb in NOTEBOOKS for _, c in _image_cells(_load(nb))}
+    names = set(_figure_names())
     for ref in re.findall(r"\{eq\}`([^`]+)`", text):
         assert ref in labels, f"{{eq}} reference to an unknown equation label {ref!r}"
     for ref in re.findall(r"\{numref\}`([^`]+)`", text):
